@@ -1,0 +1,365 @@
+#!/usr/bin/env bash
+# Test/CI services for nixdocker: a podman API socket, a local registry, the
+# test builder image and host Nix settings for local-mode builds.
+#
+#   eval "$(scripts/services.sh up)"     # or: scripts/services.sh up && source "$STATE/env"
+#   scripts/services.sh status
+#   scripts/services.sh down
+#
+# Needs root on Debian 12. Progress goes to stderr; `up` prints only export lines on stdout.
+# Environment: NIXDOCKER_SERVICES_DIR (state, default /tmp/nixdocker-services),
+# NIXDOCKER_CACHE_DIR (rootfs cache, default /var/cache/nixdocker-test).
+set -euo pipefail
+
+STATE=${NIXDOCKER_SERVICES_DIR:-/tmp/nixdocker-services}
+CACHE=${NIXDOCKER_CACHE_DIR:-/var/cache/nixdocker-test}
+SOCK=$STATE/podman.sock
+REGISTRY_ADDR=127.0.0.1:5000
+BUILDER_IMAGE=localhost/nixdocker-test-builder:latest
+SUITE=bookworm
+ROOTFS_INCLUDE=nix-bin,busybox-static,ca-certificates
+# catatonit backs HostConfig.Init; curl probes the sockets. The rest is the brief's list.
+PACKAGES=(nix-bin podman runc docker-registry skopeo mmdebstrap busybox-static uidmap dbus
+  libnotify-bin apache2-utils catatonit curl)
+
+# No binary cache is reachable, and builds run as root without nixbld users.
+NIX_SETTINGS=('substituters =' 'sandbox = false' 'build-users-group =')
+# A tiny derivation that needs neither nixpkgs nor the network.
+NIX_PROBE='derivation { name = "nixdocker-probe"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "echo hi > $out"]; }'
+
+log() { printf '[services] %s\n' "$*" >&2; }
+die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
+
+# Bounded poll: wait_for SECONDS CMD...
+wait_for() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.1
+  done
+}
+
+# Writes $2 to $1 only when it differs, so repeated runs change nothing.
+write_if_changed() {
+  local file=$1 content=$2
+  if [[ -f $file && $(<"$file") == "$content" ]]; then return 0; fi
+  mkdir -p "$(dirname "$file")"
+  printf '%s\n' "$content" >"$file.tmp.$$" && mv -f "$file.tmp.$$" "$file"
+  log "wrote $file"
+}
+
+# pid_of NAME PATTERN: the live pid from $STATE/NAME.pid whose command line
+# matches PATTERN (a stale pid file after a reboot must not hit another process).
+pid_of() {
+  local file=$STATE/$1.pid pid
+  [[ -f $file ]] || return 1
+  pid=$(<"$file")
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2" || return 1
+  echo "$pid"
+}
+
+stop_pid() {
+  local name=$1 pattern=$2 pid
+  if ! pid=$(pid_of "$name" "$pattern"); then
+    rm -f "$STATE/$name.pid"
+    return 0
+  fi
+  log "stopping $name (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  if ! wait_for 15 bash -c "! kill -0 $pid"; then
+    log "$name did not stop on SIGTERM; killing"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$STATE/$name.pid"
+}
+
+podman_ping() { curl -fsS --max-time 2 --unix-socket "$SOCK" http://d/_ping; }
+# Only a 200 counts: the Debian default config answers 401 (htpasswd auth).
+registry_ping() { curl -fsS --max-time 2 -o /dev/null "http://$REGISTRY_ADDR/v2/"; }
+
+# --- 1. packages -----------------------------------------------------------
+ensure_packages() {
+  local missing=() p
+  for p in "${PACKAGES[@]}"; do
+    [[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null) == installed ]] || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  [[ $(id -u) == 0 ]] || die "missing packages (${missing[*]}) and not root"
+  log "installing: ${missing[*]}"
+  # Keep package services (docker-registry on :5000, nix-daemon) from starting
+  # during the install; our own processes replace them.
+  local policy_added=
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+    policy_added=1
+  fi
+  local rc=0
+  {
+    DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  } >&2 || rc=$?
+  [[ -z $policy_added ]] || rm -f /usr/sbin/policy-rc.d
+  ((rc == 0)) || die "apt-get failed ($rc)"
+}
+
+# --- 2. podman configuration -----------------------------------------------
+# podman 4.3 (containers-common 0.50) reads both drop-in directories; verified
+# with `podman info` showing values set only in a drop-in.
+configure_podman() {
+  write_if_changed /etc/containers/containers.conf.d/50-nixdocker-test.conf '# written by nixdocker scripts/services.sh
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+
+[engine]
+# crun fails on this kernel/host; runc works.
+runtime = "runc"'
+  write_if_changed /etc/containers/registries.conf.d/50-nixdocker-test.conf '# written by nixdocker scripts/services.sh
+[[registry]]
+location = "127.0.0.1:5000"
+insecure = true
+
+[[registry]]
+location = "localhost:5000"
+insecure = true'
+}
+
+# --- 3. host Nix -----------------------------------------------------------
+# set_nix_setting FILE "key = value": replaces the key's line or appends it.
+set_nix_setting() {
+  local file=$1 line=$2 key=${2%% =*}
+  if grep -qxF -- "$line" "$file" 2>/dev/null &&
+    [[ $(grep -cE "^[[:space:]]*$key[[:space:]]*=" "$file") == 1 ]]; then
+    return 0
+  fi
+  local tmp=$file.tmp.$$
+  awk -v key="$key" -v line="$line" '
+    $0 ~ "^[[:space:]]*" key "[[:space:]]*=" { if (!done) print line; done = 1; next }
+    { print }
+    END { if (!done) print line }' "$file" >"$tmp"
+  mv -f "$tmp" "$file"
+  log "set '$line' in $file"
+}
+
+configure_nix() {
+  mkdir -p /etc/nix
+  [[ -f /etc/nix/nix.conf ]] || : >/etc/nix/nix.conf
+  local s
+  for s in "${NIX_SETTINGS[@]}"; do set_nix_setting /etc/nix/nix.conf "$s"; done
+
+  command -v nix-build >/dev/null || die "nix-build not found"
+  mkdir -p /nix
+  [[ -w /nix ]] || die "/nix is not writable"
+  # Single-user mode: no daemon. nix-setup-systemd sets NIX_REMOTE=daemon in
+  # systemd sessions, so unset it here and in the exported environment.
+  local out
+  out=$(cd / && env -u NIX_REMOTE nix-build --no-out-link -E "$NIX_PROBE" 2>"$STATE/nix-probe.log") ||
+    die "host nix-build failed: $(tail -5 "$STATE/nix-probe.log")"
+  [[ $(<"$out") == hi ]] || die "host nix-build produced $out without the expected content"
+  log "host nix ok: $(nix-build --version) -> $out"
+}
+
+# --- 4. podman API service -------------------------------------------------
+start_podman() {
+  if pid_of podman 'system service' >/dev/null && podman_ping >/dev/null 2>&1; then
+    log "podman service already running (pid $(<"$STATE/podman.pid"))"
+    return 0
+  fi
+  stop_pid podman 'system service'
+  rm -f "$SOCK"
+  # setsid and redirected fds: the service must not hold the stdout of
+  # `eval "$(services.sh up)"`, or the command substitution never ends.
+  setsid podman system service --time=0 "unix://$SOCK" \
+    </dev/null >>"$STATE/podman.log" 2>&1 &
+  echo $! >"$STATE/podman.pid"
+  wait_for 30 podman_ping || die "podman service did not answer on $SOCK; see $STATE/podman.log"
+  log "podman service up (pid $!) at $SOCK"
+}
+
+# --- 5. registry -----------------------------------------------------------
+# The Debian package ships a service on :5000 with htpasswd auth; it must not
+# hold the port.
+stop_debian_registry_service() {
+  if [[ -d /run/systemd/system ]] && systemctl is-active --quiet docker-registry.service 2>/dev/null; then
+    log "stopping and disabling the Debian docker-registry.service (it wants :5000)"
+    systemctl disable --now docker-registry.service >&2 || true
+  elif [[ -f /var/run/docker-registry.pid ]] && kill -0 "$(cat /var/run/docker-registry.pid)" 2>/dev/null; then
+    log "stopping the Debian docker-registry init service (it wants :5000)"
+    /etc/init.d/docker-registry stop >&2 || true
+  fi
+}
+
+start_registry() {
+  if pid_of registry 'docker-registry' >/dev/null && registry_ping; then
+    log "registry already running (pid $(<"$STATE/registry.pid"))"
+    return 0
+  fi
+  stop_pid registry 'docker-registry'
+  stop_debian_registry_service
+  if registry_ping; then
+    log "reusing the registry that already answers on $REGISTRY_ADDR (not started by this script)"
+    return 0
+  fi
+  local rc=0
+  curl -sS --max-time 2 -o /dev/null "http://$REGISTRY_ADDR/v2/" 2>/dev/null || rc=$?
+  ((rc == 7)) || die "something on $REGISTRY_ADDR does not answer /v2/ with 200 (curl rc $rc)"
+
+  mkdir -p "$STATE/registry/data"
+  write_if_changed "$STATE/registry/config.yml" "version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $STATE/registry/data
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: $REGISTRY_ADDR
+  headers:
+    X-Content-Type-Options: [nosniff]"
+  setsid docker-registry serve "$STATE/registry/config.yml" \
+    </dev/null >>"$STATE/registry.log" 2>&1 &
+  echo $! >"$STATE/registry.pid"
+  wait_for 30 registry_ping || die "registry did not answer on $REGISTRY_ADDR; see $STATE/registry.log"
+  log "registry up (pid $!) at $REGISTRY_ADDR, data in $STATE/registry/data"
+}
+
+# --- 6. test builder image -------------------------------------------------
+builder_nix_conf() { printf '%s\n' "${NIX_SETTINGS[@]}"; }
+
+# The rootfs and the image carry a key of everything that shapes them, so a
+# change here rebuilds instead of reusing a stale cache.
+builder_key() {
+  { echo "$SUITE $ROOTFS_INCLUDE"; builder_nix_conf; echo v1; } | sha256sum | cut -c1-16
+}
+
+# One-line apt sources for $SUITE* taken from the host's configuration.
+host_mirrors() {
+  apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Identifier: Packages' 2>/dev/null |
+    awk -v s="$SUITE" '$2 == s || index($2, s "-") == 1' | sort -u |
+    awk '{ c[$1 " " $2] = c[$1 " " $2] " " $3 } END { for (k in c) print "deb " k c[k] }' | sort
+}
+
+build_rootfs() {
+  local tar=$1 mirrors=() line f
+  while IFS= read -r line; do [[ -n $line ]] && mirrors+=("$line"); done < <(host_mirrors)
+  if ((${#mirrors[@]} == 0)); then
+    # No downloaded lists to ask apt about: hand mmdebstrap the host's source files
+    # that mention the suite (it pastes files, one-line or deb822, into the chroot).
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+      [[ -f $f ]] && grep -qw "$SUITE" "$f" && mirrors+=("$f")
+    done
+  fi
+  log "building rootfs with mmdebstrap (${mirrors[*]:-mmdebstrap default mirror})"
+  local conf
+  conf=$(builder_nix_conf)
+  mkdir -p "$CACHE"
+  mmdebstrap --variant=apt --include="$ROOTFS_INCLUDE" \
+    --customize-hook='mkdir -p "$1/etc/nix" "$1/nix"' \
+    --customize-hook="printf '%s\n' '${conf//$'\n'/\' \'}' > \"\$1/etc/nix/nix.conf\"" \
+    --customize-hook='test -x "$1/bin/busybox" && test -e "$1/bin/sh"' \
+    "$SUITE" "$tar.tmp" "${mirrors[@]}" >&2
+  mv -f "$tar.tmp" "$tar"
+}
+
+ensure_builder_image() {
+  local key have
+  key=$(builder_key)
+  if podman image exists "$BUILDER_IMAGE"; then
+    have=$(podman image inspect --format '{{index .Labels "nixdocker.test-builder.key"}}' "$BUILDER_IMAGE" 2>/dev/null || true)
+    if [[ $have == "$key" ]]; then
+      log "builder image $BUILDER_IMAGE present"
+      return 0
+    fi
+    log "builder image $BUILDER_IMAGE is outdated (key '$have', want '$key'); rebuilding"
+  fi
+  local tar=$CACHE/test-builder-$SUITE-$key.tar
+  if [[ -f $tar ]]; then
+    log "using cached rootfs $tar"
+  else
+    build_rootfs "$tar"
+  fi
+  log "importing $tar as $BUILDER_IMAGE"
+  podman import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'CMD ["/bin/sh"]' \
+    --change "LABEL nixdocker.test-builder.key=$key" \
+    "$tar" "$BUILDER_IMAGE" >/dev/null
+  podman run --rm "$BUILDER_IMAGE" nix-build --version >&2 ||
+    die "nix-build does not run in $BUILDER_IMAGE"
+}
+
+# --- commands ----------------------------------------------------------------
+env_lines() {
+  printf 'export NIXDOCKER_SERVICES_DIR=%q\n' "$STATE"
+  printf 'export DOCKER_HOST=%q\n' "unix://$SOCK"
+  printf 'export NIXDOCKER_TEST_REGISTRY=%q\n' "$REGISTRY_ADDR"
+  printf 'export NIXDOCKER_TEST_BUILDER_IMAGE=%q\n' "$BUILDER_IMAGE"
+  printf 'export NIX_REMOTE=\n'
+}
+
+cmd_up() {
+  [[ $(id -u) == 0 ]] || die "run as root (podman rootful, /nix, apt-get)"
+  local t0=$SECONDS
+  ensure_packages
+  mkdir -p "$STATE"
+  configure_podman
+  configure_nix
+  start_podman
+  start_registry
+  ensure_builder_image
+  env_lines >"$STATE/env"
+  log "ready in $((SECONDS - t0)) s; environment in $STATE/env"
+  env_lines
+}
+
+cmd_down() {
+  local names
+  if command -v podman >/dev/null; then
+    names=$(podman ps -a --format '{{.Names}}' --filter 'name=^nixdocker-' 2>/dev/null || true)
+    if [[ -n $names ]]; then
+      log "removing containers: $(echo $names)"
+      # shellcheck disable=SC2086
+      podman rm -f -t 0 $names >/dev/null 2>&1 || true
+    fi
+  fi
+  stop_pid podman 'system service'
+  stop_pid registry 'docker-registry'
+  rm -rf "$SOCK" "$STATE/registry" "$STATE/env"
+  log "down"
+}
+
+cmd_status() {
+  local pid rc=0
+  if pid=$(pid_of podman 'system service') && podman_ping >/dev/null 2>&1; then
+    echo "podman service: running (pid $pid) at unix://$SOCK"
+  else
+    echo "podman service: not running"; rc=1
+  fi
+  if pid=$(pid_of registry 'docker-registry') && registry_ping; then
+    echo "registry: running (pid $pid) at $REGISTRY_ADDR"
+  elif registry_ping; then
+    echo "registry: answering at $REGISTRY_ADDR (not started by this script)"
+  else
+    echo "registry: not running"; rc=1
+  fi
+  if command -v podman >/dev/null && podman image exists "$BUILDER_IMAGE"; then
+    echo "builder image: $BUILDER_IMAGE present"
+  else
+    echo "builder image: $BUILDER_IMAGE missing"; rc=1
+  fi
+  names=$(podman ps -a --format '{{.Names}} ({{.Status}})' --filter 'name=^nixdocker-' 2>/dev/null || true)
+  [[ -z $names ]] || printf 'containers:\n%s\n' "$names"
+  return $rc
+}
+
+case ${1:-} in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac

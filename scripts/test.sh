@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The test command: builds, starts the real services (podman, registry, nix),
+# runs every uvu suite, stops the services, and prints "N passed, N failed".
+#   scripts/test.sh           everything
+#   scripts/test.sh --unit    unit suites only, no services
+#   scripts/test.sh [--unit] PATTERN   only suites whose path matches PATTERN
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+unit=0
+if [ "${1:-}" = "--unit" ]; then unit=1; shift; fi
+pattern="${1:-}"
+
+npx tsc -p tsconfig.json || { echo "0 passed, 1 failed"; exit 1; }
+
+dirs=(test/unit)
+if [ "$unit" = 0 ]; then
+  dirs+=(test/integration)
+  env_out=$(bash scripts/services.sh up) || { echo "services failed to start" >&2; echo "0 passed, 1 failed"; exit 1; }
+  eval "$env_out"
+  trap 'bash scripts/services.sh down >&2' EXIT
+fi
+
+log=$(mktemp)
+status=0
+for dir in "${dirs[@]}"; do
+  [ -d "$dir" ] || continue
+  # One uvu process per directory: unit suites stay fast, integration suites share the services.
+  node --import tsx node_modules/uvu/bin.js "$dir" "${pattern:-\\.test\\.ts$}" 2>&1 | tee -a "$log"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+done
+
+clean=$(sed -e 's/\x1b\[[0-9;]*m//g' "$log")
+total=$(printf '%s\n' "$clean" | awk '/Total:/ {s += $2} END {print s+0}')
+passed=$(printf '%s\n' "$clean" | awk '/Passed:/ {s += $2} END {print s+0}')
+skipped=$(printf '%s\n' "$clean" | awk '/Skipped:/ {s += $2} END {print s+0}')
+failed=$((total - passed - skipped))
+# A suite that crashed before uvu's summary counts as a failure.
+if [ "$status" != 0 ] && [ "$failed" = 0 ]; then failed=1; fi
+rm -f "$log"
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$status" = 0 ] && [ "$failed" = 0 ]

@@ -1,0 +1,6 @@
+import type { Command } from './command.js';
+import { hashCommand } from './hash.js';
+import { initCommand } from './init.js';
+
+/** Every command, in the order `--help` lists them. */
+export const COMMANDS: Command[] = [initCommand, hashCommand];

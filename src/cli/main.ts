@@ -1,0 +1,122 @@
+import { parseArgs } from 'node:util';
+import path from 'node:path';
+import { isUserError } from '../errors.js';
+import { VERSION } from '../format.js';
+import { createLogger, type Logger } from '../log.js';
+import type { Command, OptionSpec } from './command.js';
+import { COMMANDS } from './commands.js';
+
+const GLOBAL_OPTIONS: OptionSpec = {
+  cwd: { type: 'string', short: 'C' },
+  'log-level': { type: 'string' },
+  'json-logs': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
+};
+
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+function usage(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return [
+    `nixdocker ${VERSION}: build and keep current container images of Nix environments`,
+    '',
+    'Usage: nixdocker [-C DIR] COMMAND [options]',
+    '',
+    'Commands:',
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    '',
+    'Options for every command:',
+    '  -C, --cwd DIR        project directory (default: the current directory)',
+    '  --log-level LEVEL    trace, debug, info (default), warn, error or silent',
+    '  --json-logs          JSON log lines even on a terminal',
+    '  -h, --help           help for nixdocker or a command',
+    '  -V, --version        print the version',
+    '',
+    'Run `nixdocker COMMAND --help` for a command\'s options.',
+  ].join('\n');
+}
+
+/** Runs the CLI and returns its exit code; `main` in bin/ exits with it. */
+export async function main(argv: string[], env: { stdout?: NodeJS.WritableStream } = {}): Promise<number> {
+  const stdout = env.stdout ?? process.stdout;
+  let log: Logger | undefined;
+  try {
+    const cmdIndex = argv.findIndex((a, i) => !a.startsWith('-') && !(i > 0 && isValueOf(argv[i - 1]!)));
+    const name = cmdIndex >= 0 ? argv[cmdIndex] : undefined;
+    const command = COMMANDS.find((c) => c.name === name);
+    if (name && !command) {
+      process.stderr.write(`nixdocker: unknown command "${name}"\n\n${usage()}\n`);
+      return 2;
+    }
+    const rest = cmdIndex >= 0 ? [...argv.slice(0, cmdIndex), ...argv.slice(cmdIndex + 1)] : argv;
+    const { values, positionals } = parseCommandArgs(command, rest);
+    if (values.version) {
+      stdout.write(`${VERSION}\n`);
+      return 0;
+    }
+    if (!command || values.help) {
+      stdout.write(`${command ? `${command.summary}\n\nUsage: ${command.usage}` : usage()}\n`);
+      return command || values.help ? 0 : 2;
+    }
+    const level = (values['log-level'] as string | undefined) ?? 'info';
+    if (!LEVELS.includes(level)) {
+      process.stderr.write(`nixdocker: --log-level must be one of ${LEVELS.join(', ')}\n`);
+      return 2;
+    }
+    log = createLogger({ level: level as 'info', json: Boolean(values['json-logs']) });
+    const controller = new AbortController();
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (controller.signal.aborted) process.exit(130); // a second Ctrl-C does not wait
+      log?.warn(`${sig}: stopping`);
+      controller.abort(new Error(`interrupted by ${sig}`));
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    try {
+      return await command.run({
+        cwd: path.resolve((values.cwd as string | undefined) ?? process.cwd()),
+        log,
+        values,
+        positionals,
+        stdout,
+        signal: controller.signal,
+      });
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+  } catch (err) {
+    if (isUserError(err)) {
+      process.stderr.write(`nixdocker: ${err.format()}\n`);
+      return 1;
+    }
+    if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`nixdocker: ${(err as Error).message}\nRun \`nixdocker --help\`.\n`);
+      return 2;
+    }
+    process.stderr.write(`nixdocker: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+    return 70;
+  }
+}
+
+function isValueOf(prev: string): boolean {
+  return prev === '-C' || prev === '--cwd' || prev === '--log-level';
+}
+
+/**
+ * Commands that run a program (`run`) stop parsing at their first positional,
+ * so `nixdocker run python -c ...` hands `-c` to python.
+ */
+function parseCommandArgs(command: Command | undefined, args: string[]) {
+  const options = { ...GLOBAL_OPTIONS, ...command?.options };
+  if (command?.passthrough) {
+    const tokens = parseArgs({ args, options, strict: false, allowPositionals: true, tokens: true }).tokens ?? [];
+    const first = tokens.find((t) => t.kind === 'positional' || t.kind === 'option-terminator');
+    const cut = first ? first.index : args.length;
+    const parsed = parseArgs({ args: args.slice(0, cut), options, allowPositionals: true, strict: true });
+    const tail = args.slice(first?.kind === 'option-terminator' ? cut + 1 : cut);
+    return { values: parsed.values, positionals: [...parsed.positionals, ...tail] };
+  }
+  return parseArgs({ args, options, allowPositionals: true, strict: true });
+}

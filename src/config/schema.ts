@@ -1,0 +1,133 @@
+/**
+ * The config schema: every key, its type and a one-line description. The
+ * validator reports every problem at once, each naming the key and what is
+ * expected, so one run shows a user everything to fix.
+ */
+
+type Check = (value: unknown) => string | null; // null when valid, else what is expected
+
+export interface KeySpec {
+  check: Check;
+  doc: string;
+  /** Has no default; `null` means unset. */
+  optional?: boolean;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+const string: Check = (v) => (typeof v === 'string' && v.length > 0 ? null : 'a non-empty string');
+const boolean: Check = (v) => (typeof v === 'boolean' ? null : 'true or false');
+const intRange = (min: number, max: number): Check => (v) =>
+  typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? null : `an integer from ${min} to ${max}`;
+const oneOf = (...values: string[]): Check => (v) => (typeof v === 'string' && values.includes(v) ? null : values.map((x) => JSON.stringify(x)).join(' or '));
+const stringArray = (nonEmpty: boolean): Check => (v) =>
+  Array.isArray(v) && v.every((x) => typeof x === 'string' && x.length > 0) && (!nonEmpty || v.length > 0)
+    ? null
+    : `${nonEmpty ? 'a non-empty' : 'an'} array of strings`;
+const stringMap: Check = (v) => (isObject(v) && Object.values(v).every((x) => typeof x === 'string') ? null : 'an object of string values');
+const pattern = (re: RegExp, what: string): Check => (v) => (typeof v === 'string' && re.test(v) ? null : what);
+const plugins: Check = (v) => {
+  const entry = (x: unknown) =>
+    (typeof x === 'string' && x.length > 0) || (Array.isArray(x) && x.length === 2 && typeof x[0] === 'string' && isObject(x[1]));
+  return Array.isArray(v) && v.every(entry) ? null : 'an array of plugin names or [name, {options}] pairs';
+};
+
+// Registry references: host[:port], and a lowercase repository path for the namespace.
+const HOST = /^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9a-fA-F:]+\](:[0-9]{1,5})?$/;
+const NAMESPACE = /^$|^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
+const VOLUME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+/** Nested keys as `section.key`; sections are objects of their own. */
+export const SCHEMA: Record<string, KeySpec> = {
+  envDir: { check: string, doc: 'directory of the predefined Nix files; its content names the image repository' },
+  userConfig: { check: stringArray(false), doc: 'the user Nix files, in order; their content names the tag' },
+  workdir: { check: string, doc: 'directory mounted as the working directory by `nixdocker run` (its user/ subfolder)' },
+  cacheDir: { check: string, doc: 'where nixdocker keeps build results, layer digests and daemon state' },
+  'registry.host': { check: pattern(HOST, 'host or host:port, without a scheme'), doc: 'registry to push to and pull from (env DOCKER_REGISTRY_HOST overrides)' },
+  'registry.namespace': { check: (v) => (typeof v === 'string' ? pattern(NAMESPACE, 'lowercase path components like "team/envs", or ""')(v) : 'a string'), doc: 'repository path prefix inside the registry' },
+  'registry.insecure': { check: boolean, doc: 'allow plain http for a registry that is not on localhost' },
+  'builder.image': { check: string, doc: 'image with Nix that runs the builds' },
+  'builder.volume': { check: pattern(VOLUME, 'a volume name of letters, digits, "_", "." and "-"'), doc: 'named volume kept at /nix so the store survives between builds' },
+  'builder.mode': { check: oneOf('container', 'local'), doc: '"container" builds in the builder container, "local" with the host\'s nix-build' },
+  'image.maxLayers': { check: intRange(2, 125), doc: 'most layers per image, the customisation layer included' },
+  'image.cmd': { check: stringArray(true), doc: 'default command of the image', optional: true },
+  'image.env': { check: stringMap, doc: 'extra environment variables of the image', optional: true },
+  'image.workingDir': { check: pattern(/^\//, 'an absolute path inside the image'), doc: 'working directory inside the image', optional: true },
+  'image.user': { check: string, doc: 'user the image runs as', optional: true },
+  'watch.debounceMs': { check: intRange(0, 60_000), doc: 'quiet time after the last change before a build starts' },
+  'watch.cancelSuperseded': { check: boolean, doc: 'cancel a running build when newer inputs arrive' },
+  plugins: { check: plugins, doc: 'plugins to load: built-in names, npm packages or ./relative paths' },
+};
+
+const SECTIONS = new Set(Object.keys(SCHEMA).filter((k) => k.includes('.')).map((k) => k.split('.')[0]!));
+
+export interface SchemaProblem {
+  key: string;
+  problem: string;
+}
+
+/** Every problem in a raw config object; an empty array when it is valid. */
+export function validate(raw: unknown): SchemaProblem[] {
+  if (!isObject(raw)) return [{ key: '(top level)', problem: 'expected an object of settings' }];
+  const problems: SchemaProblem[] = [];
+  const check = (key: string, value: unknown) => {
+    const spec = SCHEMA[key];
+    if (!spec) {
+      problems.push({ key, problem: `is not a known setting${suggest(key)}` });
+      return;
+    }
+    if (value === null && spec.optional) return;
+    const expected = spec.check(value);
+    if (expected) problems.push({ key, problem: `expected ${expected}, got ${describe(value)}` });
+  };
+  for (const [key, value] of Object.entries(raw)) {
+    if (key === '$schema') continue;
+    if (SECTIONS.has(key)) {
+      if (!isObject(value)) {
+        problems.push({ key, problem: `expected an object with keys ${sectionKeys(key).join(', ')}, got ${describe(value)}` });
+        continue;
+      }
+      for (const [sub, v] of Object.entries(value)) check(`${key}.${sub}`, v);
+    } else {
+      check(key, value);
+    }
+  }
+  return problems;
+}
+
+function sectionKeys(section: string): string[] {
+  return Object.keys(SCHEMA).filter((k) => k.startsWith(`${section}.`));
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+  if (typeof v === 'object') return 'an object';
+  return `${typeof v} ${String(v)}`;
+}
+
+/** "did you mean" for a misspelt key: the known key at the smallest edit distance. */
+function suggest(key: string): string {
+  let best: string | null = null;
+  let bestDist = Infinity;
+  // A top-level key is compared with top-level names, a nested key with nested ones.
+  const candidates = key.includes('.') ? Object.keys(SCHEMA) : [...Object.keys(SCHEMA).filter((k) => !k.includes('.')), ...SECTIONS];
+  for (const known of candidates) {
+    const d = editDistance(key.toLowerCase(), known.toLowerCase());
+    if (d < bestDist) [best, bestDist] = [known, d];
+  }
+  return best && bestDist <= Math.max(2, Math.floor(key.length / 4)) ? ` (did you mean "${best}"?)` : '';
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
+}

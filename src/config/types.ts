@@ -1,0 +1,50 @@
+/** A plugin entry as written in the config: a name, or a name with options. */
+export type PluginSpec = string | [string, Record<string, unknown>];
+
+/** Image settings; `envDir/image.nix` may give them too (the config wins). */
+export interface ImageSettings {
+  /** Most layers an image may have, the customisation layer included. */
+  maxLayers: number;
+  cmd?: string[];
+  env?: Record<string, string>;
+  workingDir?: string;
+  user?: string;
+}
+
+/** The normalised configuration every module below the CLI works with. */
+export interface Config {
+  /** Absolute, real path of the project directory. */
+  projectDir: string;
+  /** The file the config came from, or null when defaults were used. */
+  configFile: string | null;
+  /** Project-relative, POSIX separators. */
+  envDir: string;
+  /** Project-relative user files, in the order given. */
+  userConfig: string[];
+  workdir: string;
+  registry: {
+    host: string;
+    namespace: string;
+    insecure: boolean;
+  };
+  builder: {
+    image: string;
+    volume: string;
+    mode: 'container' | 'local';
+  };
+  image: ImageSettings;
+  watch: {
+    debounceMs: number;
+    cancelSuperseded: boolean;
+  };
+  plugins: PluginSpec[];
+  /** Absolute path of the project's cache directory. */
+  cacheDir: string;
+}
+
+/** What a config file may contain: every key optional. */
+export type ConfigInput = {
+  [K in keyof Omit<Config, 'projectDir' | 'configFile' | 'cacheDir'>]?: Config[K] extends object
+    ? Config[K] extends unknown[] ? Config[K] : Partial<Config[K]>
+    : Config[K];
+} & { cacheDir?: string };

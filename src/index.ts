@@ -1,0 +1,5 @@
+// The public API: what plugins and programs that embed nixdocker may use.
+export { loadConfig } from './config/load.js';
+export type { Config, PluginSpec, ImageSettings } from './config/types.js';
+export { computeIdentity, type Identity, type InputFile } from './identity.js';
+export { UserError } from './errors.js';

@@ -1,0 +1,78 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { cleanupProjects, REPO_ROOT, runCli, tmpProject } from '../helpers/project.js';
+
+const test = suite('cli');
+test.after(cleanupProjects);
+
+test('--help lists every command with one line each; --version prints the package version', async () => {
+  const help = await runCli(['--help']);
+  assert.is(help.exitCode, 0);
+  const { COMMANDS } = await import('../../src/cli/commands.js');
+  for (const c of COMMANDS) assert.match(help.stdout, new RegExp(`^  ${c.name} +\\S`, 'm'));
+  const version = await runCli(['--version']);
+  const pkg = JSON.parse(await readFile(path.join(REPO_ROOT, 'package.json'), 'utf8'));
+  assert.is(version.stdout.trim(), pkg.version);
+});
+
+test('unknown command exits 2 with the usage', async () => {
+  const r = await runCli(['frobnicate']);
+  assert.is(r.exitCode, 2);
+  assert.match(r.stderr, 'unknown command "frobnicate"');
+});
+
+test('init scaffolds a project whose hash works, and never overwrites', async () => {
+  const dir = await tmpProject({ 'workdir/local.nix': '# mine\n[ ]\n' });
+  const r = await runCli(['-C', dir, 'init']);
+  assert.is(r.exitCode, 0, r.stderr);
+  assert.match(r.stdout, 'created  env/default.nix');
+  assert.match(r.stdout, 'created  env/pkgs.nix');
+  assert.match(r.stdout, 'created  workdir/user/hello_world.py');
+  assert.match(r.stdout, 'created  .nixdockerrc.json');
+  assert.match(r.stdout, 'kept     workdir/local.nix');
+  assert.is(await readFile(path.join(dir, 'workdir/local.nix'), 'utf8'), '# mine\n[ ]\n');
+  const pkgs = await readFile(path.join(dir, 'env/pkgs.nix'), 'utf8');
+  assert.match(pkgs, /fetchTarball/);
+  assert.match(pkgs, /sha256 = "[0-9a-z]{52}"/);
+
+  await writeFile(path.join(dir, 'env/default.nix'), 'changed');
+  const again = await runCli(['--cwd', dir, 'init']);
+  assert.is(again.exitCode, 0);
+  assert.not.match(again.stdout, 'created');
+  assert.is(await readFile(path.join(dir, 'env/default.nix'), 'utf8'), 'changed');
+
+  const hash = await runCli(['-C', dir, 'hash']);
+  assert.is(hash.exitCode, 0, hash.stderr);
+  assert.match(hash.stdout.trim(), /^localhost:5000\/nixdocker\/[0-9a-f]{32}:[0-9a-f]{32}$/);
+});
+
+test('hash --json shows name, tag, image and each input digest', async () => {
+  const dir = await tmpProject({ 'env/default.nix': '[ ]', 'workdir/local.nix': '[ ]' });
+  const r = await runCli(['hash', '--json', '-C', dir]);
+  assert.is(r.exitCode, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(Object.keys(out), ['name', 'tag', 'image', 'inputs']);
+  assert.is(out.image, `localhost:5000/nixdocker/${out.name}:${out.tag}`);
+  assert.equal(out.inputs.map((i: { path: string }) => i.path), ['env/default.nix', 'workdir/local.nix']);
+  const plain = await runCli(['-C', dir, 'hash'], { env: { DOCKER_REGISTRY_HOST: 'reg.example:443' } });
+  assert.is(plain.stdout.trim(), `reg.example:443/nixdocker/${out.name}:${out.tag}`);
+});
+
+test('a bad config exits 1 with a one-paragraph message and no stack trace', async () => {
+  const dir = await tmpProject({ 'env/default.nix': '[ ]', 'workdir/local.nix': '[ ]', '.nixdockerrc.json': '{"regsitry":{}}' });
+  const r = await runCli(['-C', dir, 'hash']);
+  assert.is(r.exitCode, 1);
+  assert.match(r.stderr, '"regsitry" is not a known setting (did you mean');
+  assert.not.match(r.stderr, /\n\s+at /);
+});
+
+test('DOCKER_REGISTRY_CONTAINER is reported once as not needed', async () => {
+  const dir = await tmpProject({ 'env/default.nix': '[ ]', 'workdir/local.nix': '[ ]' });
+  const r = await runCli(['-C', dir, 'hash'], { env: { DOCKER_REGISTRY_CONTAINER: 'registry:5000' } });
+  assert.is(r.exitCode, 0);
+  assert.is(r.stderr.split('DOCKER_REGISTRY_CONTAINER').length - 1, 1);
+});
+
+test.run();

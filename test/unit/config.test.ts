@@ -1,0 +1,146 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { symlink, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { loadConfig } from '../../src/config/load.js';
+import { UserError } from '../../src/errors.js';
+import { cleanupProjects, tmpProject } from '../helpers/project.js';
+
+const test = suite('config');
+test.after(cleanupProjects);
+
+const base = { 'env/default.nix': '[ ]', 'workdir/local.nix': '[ ]' };
+
+async function loadError(files: Record<string, string>, env: NodeJS.ProcessEnv = {}): Promise<UserError> {
+  const dir = await tmpProject({ ...base, ...files });
+  try {
+    await loadConfig(dir, { env });
+  } catch (err) {
+    assert.instance(err, UserError);
+    return err as UserError;
+  }
+  throw new assert.Assertion({ message: 'expected a UserError', generated: false, operator: 'throws', expects: 'UserError', actual: 'none' });
+}
+
+test('defaults apply when no config file exists', async () => {
+  const dir = await tmpProject(base);
+  const { config, warnings } = await loadConfig(dir, { env: {} });
+  assert.is(config.configFile, null);
+  assert.is(config.envDir, 'env');
+  assert.equal(config.userConfig, ['workdir/local.nix']);
+  assert.is(config.registry.host, 'localhost:5000');
+  assert.is(config.builder.mode, 'container');
+  assert.is(config.watch.debounceMs, 300);
+  assert.is(config.cacheDir, path.join(config.projectDir, '.nixdocker'));
+  assert.equal(warnings, []);
+});
+
+test('found in .nixdockerrc, .nixdockerrc.json, nixdocker.config.mjs and package.json', async () => {
+  const variants: Record<string, string> = {
+    '.nixdockerrc': '{"registry":{"host":"a.example:1"}}',
+    '.nixdockerrc.json': '{"registry":{"host":"a.example:1"}}',
+    'nixdocker.config.mjs': 'export default { registry: { host: "a.example:1" } };',
+    'package.json': '{"name":"x","nixdocker":{"registry":{"host":"a.example:1"}}}',
+  };
+  for (const [file, content] of Object.entries(variants)) {
+    const dir = await tmpProject({ ...base, [file]: content });
+    const { config } = await loadConfig(dir, { env: {} });
+    assert.is(config.registry.host, 'a.example:1', file);
+    assert.is(path.basename(config.configFile ?? ''), file);
+  }
+});
+
+test('unknown key: names the file, the key and a suggestion', async () => {
+  const err = await loadError({ '.nixdockerrc.json': '{"registry":{"hots":"x"}}' });
+  assert.match(err.message, '.nixdockerrc.json');
+  assert.match(err.message, '"registry.hots" is not a known setting');
+  assert.match(err.message, 'did you mean "registry.host"');
+  const top = await loadError({ '.nixdockerrc.json': '{"userconfig":[]}' });
+  assert.match(top.message, '"userconfig" is not a known setting (did you mean "userConfig"?)');
+});
+
+test('wrong types: every problem is listed with what is expected', async () => {
+  const err = await loadError({
+    '.nixdockerrc.json': JSON.stringify({ envDir: 3, builder: { mode: 'remote' }, watch: { debounceMs: -1 }, userConfig: 'a.nix', registry: 'x' }),
+  });
+  assert.match(err.message, '"envDir" expected a non-empty string, got number 3');
+  assert.match(err.message, '"builder.mode" expected "container" or "local", got "remote"');
+  assert.match(err.message, '"watch.debounceMs" expected an integer from 0 to 60000');
+  assert.match(err.message, '"userConfig" expected an array of strings, got "a.nix"');
+  assert.match(err.message, '"registry" expected an object');
+});
+
+test('malformed JSON names the file', async () => {
+  const err = await loadError({ '.nixdockerrc.json': '{"envDir": "env",}' });
+  assert.match(err.message, '.nixdockerrc.json');
+});
+
+test('userConfig entry that does not exist', async () => {
+  const err = await loadError({ '.nixdockerrc.json': '{"userConfig":["workdir/missing.nix"]}' });
+  assert.match(err.message, 'workdir/missing.nix');
+  assert.match(err.message, 'does not exist');
+  assert.match(err.message, 'userConfig[0]');
+});
+
+test('userConfig entries may not escape the project', async () => {
+  const abs = await loadError({ '.nixdockerrc.json': '{"userConfig":["/etc/passwd"]}' });
+  assert.match(abs.message, 'absolute path');
+  const up = await loadError({ '.nixdockerrc.json': '{"userConfig":["../x.nix"]}' });
+  assert.match(up.message, 'outside the project');
+
+  const outside = await tmpProject({ 'x.nix': '[ ]' });
+  const dir = await tmpProject({ ...base, '.nixdockerrc.json': '{"userConfig":["workdir/link.nix"]}' });
+  await symlink(path.join(outside, 'x.nix'), path.join(dir, 'workdir/link.nix'));
+  const err = await loadConfig(dir, { env: {} }).then(() => null, (e: Error) => e);
+  assert.instance(err, UserError);
+  assert.match(err!.message, 'symlink');
+  assert.match(err!.message, 'outside the project');
+});
+
+test('a symlink inside the project is fine', async () => {
+  const dir = await tmpProject({ ...base, 'nix/mine.nix': '[ ]', '.nixdockerrc.json': '{"userConfig":["workdir/link.nix"]}' });
+  await symlink('../nix/mine.nix', path.join(dir, 'workdir/link.nix'));
+  const { config } = await loadConfig(dir, { env: {} });
+  assert.equal(config.userConfig, ['workdir/link.nix']);
+});
+
+test('missing envDir says how to create it', async () => {
+  const dir = await tmpProject({ 'workdir/local.nix': '[ ]' });
+  const err = await loadConfig(dir, { env: {} }).then(() => null, (e: UserError) => e);
+  assert.instance(err, UserError);
+  assert.match(err!.message, 'env');
+  assert.match(err!.format(), 'nixdocker init');
+});
+
+test('DOCKER_REGISTRY_HOST overrides registry.host; DOCKER_REGISTRY_CONTAINER warns', async () => {
+  const dir = await tmpProject({ ...base, '.nixdockerrc.json': '{"registry":{"host":"file.example"}}' });
+  const { config, warnings } = await loadConfig(dir, { env: { DOCKER_REGISTRY_HOST: 'env.example:5001', DOCKER_REGISTRY_CONTAINER: 'r:5000' } });
+  assert.is(config.registry.host, 'env.example:5001');
+  assert.is(warnings.length, 1);
+  assert.match(warnings[0]!, 'DOCKER_REGISTRY_CONTAINER');
+});
+
+test('the example config is valid and shows every default', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const { REPO_ROOT } = await import('../helpers/project.js');
+  const { DEFAULTS } = await import('../../src/config/defaults.js');
+  const { SCHEMA } = await import('../../src/config/schema.js');
+  const example = JSON.parse(await readFile(path.join(REPO_ROOT, 'nixdockerrc.example.json'), 'utf8'));
+  const dir = await tmpProject({ ...base, '.nixdockerrc.json': JSON.stringify(example) });
+  await mkdir(path.join(dir, 'workdir'), { recursive: true });
+  await loadConfig(dir, { env: {} });
+  for (const [k, v] of Object.entries(DEFAULTS)) {
+    if (typeof v === 'object' && !Array.isArray(v)) {
+      for (const [sub, sv] of Object.entries(v)) assert.equal(example[k][sub], sv, `${k}.${sub}`);
+    } else {
+      assert.equal(example[k], v, k);
+    }
+  }
+  // Every schema key appears in the example, so users can see it.
+  for (const key of Object.keys(SCHEMA)) {
+    const [a, b] = key.split('.');
+    assert.ok(b ? example[a!] && b in example[a!] : a! in example, `example lacks ${key}`);
+  }
+});
+
+test.run();
