@@ -171,9 +171,10 @@ start_podman() {
   # `eval "$(services.sh up)"`, or the command substitution never ends.
   setsid podman system service --time=0 "unix://$SOCK" \
     </dev/null >>"$STATE/podman.log" 2>&1 &
-  echo $! >"$STATE/podman.pid"
+  local pid=$!
+  echo "$pid" >"$STATE/podman.pid"
   wait_for 30 podman_ping || die "podman service did not answer on $SOCK; see $STATE/podman.log"
-  log "podman service up (pid $!) at $SOCK"
+  log "podman service up (pid $pid) at $SOCK"
 }
 
 # --- 5. registry -----------------------------------------------------------
@@ -223,9 +224,10 @@ http:
     X-Content-Type-Options: [nosniff]"
   setsid docker-registry serve "$STATE/registry/config.yml" \
     </dev/null >>"$STATE/registry.log" 2>&1 &
-  echo $! >"$STATE/registry.pid"
+  local pid=$!
+  echo "$pid" >"$STATE/registry.pid"
   wait_for 30 registry_ping || die "registry did not answer on $REGISTRY_ADDR; see $STATE/registry.log"
-  log "registry up (pid $!) at $REGISTRY_ADDR, data in $STATE/registry/data"
+  log "registry up (pid $pid) at $REGISTRY_ADDR, data in $STATE/registry/data"
 }
 
 # --- 6. test builder image -------------------------------------------------
@@ -255,12 +257,13 @@ build_rootfs() {
     done
   fi
   log "building rootfs with mmdebstrap (${mirrors[*]:-mmdebstrap default mirror})"
-  local conf
-  conf=$(builder_nix_conf)
+  local settings
+  settings=$(printf ' %q' "${NIX_SETTINGS[@]}")
   mkdir -p "$CACHE"
+  # Hooks run on the host with the rootfs directory as $1.
   mmdebstrap --variant=apt --include="$ROOTFS_INCLUDE" \
     --customize-hook='mkdir -p "$1/etc/nix" "$1/nix"' \
-    --customize-hook="printf '%s\n' '${conf//$'\n'/\' \'}' > \"\$1/etc/nix/nix.conf\"" \
+    --customize-hook="printf '%s\\n'$settings >\"\$1/etc/nix/nix.conf\"" \
     --customize-hook='test -x "$1/bin/busybox" && test -e "$1/bin/sh"' \
     "$SUITE" "$tar.tmp" "${mirrors[@]}" >&2
   mv -f "$tar.tmp" "$tar"
@@ -334,7 +337,7 @@ cmd_down() {
 }
 
 cmd_status() {
-  local pid rc=0
+  local pid names rc=0
   if pid=$(pid_of podman 'system service') && podman_ping >/dev/null 2>&1; then
     echo "podman service: running (pid $pid) at unix://$SOCK"
   else
