@@ -26,10 +26,11 @@ let
     else throw "nixdocker: ${rel} must evaluate to a list of derivations, or to a function { pkgs, ... }: [ derivations ]; it evaluates to a ${builtins.typeOf list}";
 
   check = rel: d:
+    # Not outPath/drvPath as keys: toJSON would turn a set with outPath into a string.
     if builtins.isAttrs d && (d.type or null) == "derivation" then {
       name = d.name;
-      drvPath = d.drvPath;
-      outPath = d.outPath;
+      drv = d.drvPath;
+      out = d.outPath;
       source = rel;
     }
     else throw "nixdocker: ${rel} lists a ${builtins.typeOf d} where a derivation is expected";

@@ -76,7 +76,7 @@ stop_pid() {
 
 podman_ping() { curl -fsS --max-time 2 --unix-socket "$SOCK" http://d/_ping; }
 # Only a 200 counts: the Debian default config answers 401 (htpasswd auth).
-registry_ping() { curl -fsS --max-time 2 -o /dev/null "http://$REGISTRY_ADDR/v2/"; }
+registry_ping() { curl -fs --max-time 2 -o /dev/null "http://$REGISTRY_ADDR/v2/"; }
 
 # --- 1. packages -----------------------------------------------------------
 ensure_packages() {
@@ -199,11 +199,16 @@ start_registry() {
   stop_debian_registry_service
   if registry_ping; then
     log "reusing the registry that already answers on $REGISTRY_ADDR (not started by this script)"
+    # distribution answers 405 to any manifest DELETE when storage.delete is off.
+    local code
+    code=$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' -X DELETE \
+      "http://$REGISTRY_ADDR/v2/nixdocker-probe/manifests/sha256:$(printf '0%.0s' {1..64})" || true)
+    [[ $code != 405 ]] || log "warning: that registry has deletes disabled; gc tests will fail"
     return 0
   fi
-  local rc=0
-  curl -sS --max-time 2 -o /dev/null "http://$REGISTRY_ADDR/v2/" 2>/dev/null || rc=$?
-  ((rc == 7)) || die "something on $REGISTRY_ADDR does not answer /v2/ with 200 (curl rc $rc)"
+  local rc=0 code
+  code=$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://$REGISTRY_ADDR/v2/") || rc=$?
+  ((rc == 7)) || die "$REGISTRY_ADDR is taken by something that answers /v2/ with HTTP $code (curl rc $rc); stop it or run 'scripts/services.sh down'"
 
   mkdir -p "$STATE/registry/data"
   write_if_changed "$STATE/registry/config.yml" "version: 0.1
@@ -220,6 +225,8 @@ storage:
     blobdescriptor: inmemory
 http:
   addr: $REGISTRY_ADDR
+  # Fixed so the registry does not warn about a generated one; nothing secret here.
+  secret: nixdocker-test-registry
   headers:
     X-Content-Type-Options: [nosniff]"
   setsid docker-registry serve "$STATE/registry/config.yml" \
@@ -261,7 +268,8 @@ build_rootfs() {
   settings=$(printf ' %q' "${NIX_SETTINGS[@]}")
   mkdir -p "$CACHE"
   # Hooks run on the host with the rootfs directory as $1.
-  mmdebstrap --variant=apt --include="$ROOTFS_INCLUDE" \
+  # --format: mmdebstrap guesses it from the name, and "x.tar.tmp" would be a directory.
+  mmdebstrap --variant=apt --format=tar --include="$ROOTFS_INCLUDE" \
     --customize-hook='mkdir -p "$1/etc/nix" "$1/nix"' \
     --customize-hook="printf '%s\\n'$settings >\"\$1/etc/nix/nix.conf\"" \
     --customize-hook='test -x "$1/bin/busybox" && test -e "$1/bin/sh"' \
@@ -281,13 +289,14 @@ ensure_builder_image() {
     log "builder image $BUILDER_IMAGE is outdated (key '$have', want '$key'); rebuilding"
   fi
   local tar=$CACHE/test-builder-$SUITE-$key.tar
+  rm -rf "$tar.tmp"
   if [[ -f $tar ]]; then
     log "using cached rootfs $tar"
   else
     build_rootfs "$tar"
   fi
   log "importing $tar as $BUILDER_IMAGE"
-  podman import \
+  podman import --quiet \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'CMD ["/bin/sh"]' \
     --change "LABEL nixdocker.test-builder.key=$key" \

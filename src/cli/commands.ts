@@ -1,6 +1,8 @@
 import type { Command } from './command.js';
 import { hashCommand } from './hash.js';
 import { initCommand } from './init.js';
+import { builderCommand } from './builder.js';
+import { buildCommand } from './build.js';
 
 /** Every command, in the order `--help` lists them. */
-export const COMMANDS: Command[] = [initCommand, hashCommand];
+export const COMMANDS: Command[] = [initCommand, hashCommand, builderCommand, buildCommand];

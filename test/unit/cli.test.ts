@@ -75,4 +75,17 @@ test('DOCKER_REGISTRY_CONTAINER is reported once as not needed', async () => {
   assert.is(r.stderr.split('DOCKER_REGISTRY_CONTAINER').length - 1, 1);
 });
 
+test('logs are JSON lines off a terminal; --log-level filters them', async () => {
+  const dir = await tmpProject({ 'env/default.nix': '[ ]', 'workdir/local.nix': '[ ]' });
+  const env = { DOCKER_REGISTRY_CONTAINER: 'registry:5000' };
+  const r = await runCli(['-C', dir, 'hash'], { env });
+  const line = JSON.parse(r.stderr.trim().split('\n')[0]!);
+  assert.is(line.level, 40);
+  assert.match(line.msg, 'DOCKER_REGISTRY_CONTAINER');
+  const quiet = await runCli(['-C', dir, '--log-level', 'error', 'hash'], { env });
+  assert.is(quiet.stderr, '');
+  const bad = await runCli(['-C', dir, '--log-level', 'loud', 'hash']);
+  assert.is(bad.exitCode, 2);
+});
+
 test.run();

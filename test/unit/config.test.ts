@@ -143,4 +143,16 @@ test('the example config is valid and shows every default', async () => {
   }
 });
 
+test('the README documents every key with its default and description', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const { REPO_ROOT } = await import('../helpers/project.js');
+  const { SCHEMA } = await import('../../src/config/schema.js');
+  const readme = await readFile(path.join(REPO_ROOT, 'README.md'), 'utf8');
+  for (const [key, spec] of Object.entries(SCHEMA)) {
+    const row = readme.split('\n').find((l) => l.startsWith(`| \`${key}\` |`));
+    assert.ok(row, `README lacks ${key}`);
+    assert.ok(row!.endsWith(`| ${spec.doc} |`), `README row of ${key} differs from the schema doc`);
+  }
+});
+
 test.run();

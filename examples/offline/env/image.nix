@@ -1,0 +1,4 @@
+{
+  cmd = [ "sh" ];
+  env = { GREETING = "hello"; };
+}

@@ -1,0 +1,120 @@
+import { PassThrough } from 'node:stream';
+import type Docker from 'dockerode';
+import { UserError } from '../errors.js';
+import { LABEL_ROLE, isConnectionError, isNotFound, engineUnreachable } from '../engine/engine.js';
+import { stagedTar, type StagedFile } from './inputs.js';
+import { LineSplitter, type NixRunner, type RunOptions, type RunResult } from './runner.js';
+
+/** Where the inputs go inside the builder container. */
+const ROOT = '/nixdocker';
+
+export interface BuilderTarget {
+  image: string;
+  volume: string;
+}
+
+/**
+ * Container mode: one builder container per build, with the store volume at
+ * /nix. It idles while nixdocker execs each Nix step into it (an exec costs
+ * ~0.05 s against ~0.5 s for a new container), and is killed and removed on
+ * close or cancel, which stops every Nix process in it.
+ */
+export class ContainerRunner implements NixRunner {
+  readonly root = ROOT;
+  private closed = false;
+
+  private constructor(
+    private readonly docker: Docker,
+    readonly container: Docker.Container,
+  ) {}
+
+  static async open(docker: Docker, target: BuilderTarget, files: StagedFile[], signal?: AbortSignal): Promise<ContainerRunner> {
+    await checkBuilder(docker, target);
+    let container: Docker.Container;
+    try {
+      container = await docker.createContainer({
+        Image: target.image,
+        // Idle until removed; sh -c keeps this working in images whose PATH lacks coreutils' sleep.
+        Cmd: ['sh', '-c', 'while :; do sleep 3600; done'],
+        Labels: { [LABEL_ROLE]: 'build', 'org.nixdocker.volume': target.volume },
+        WorkingDir: '/',
+        HostConfig: { Mounts: [{ Type: 'volume', Source: target.volume, Target: '/nix' }], Init: true },
+      });
+    } catch (err) {
+      throw isConnectionError(err) ? engineUnreachable(err) : err;
+    }
+    const runner = new ContainerRunner(docker, container);
+    try {
+      await container.start();
+      const tar = await stagedTar(files.map((f) => ({ ...f, path: `${ROOT.slice(1)}/${f.path}` })));
+      await container.putArchive(tar, { path: '/' });
+      signal?.throwIfAborted();
+    } catch (err) {
+      await runner.close();
+      throw err;
+    }
+    return runner;
+  }
+
+  async run(cmd: string[], opts: RunOptions): Promise<RunResult> {
+    opts.signal?.throwIfAborted();
+    const exec = await this.container.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, AttachStdin: false, Tty: false });
+    const stream = await exec.start({ hijack: true, stdin: false });
+    const out: Buffer[] = [];
+    const err = new LineSplitter(opts.onStderrLine);
+    const stdout = new PassThrough().on('data', (c: Buffer) => out.push(c));
+    const stderr = new PassThrough().on('data', (c: Buffer) => err.push(c));
+    this.docker.modem.demuxStream(stream, stdout, stderr);
+
+    // Dropping the HTTP stream does not stop the process: cancelling kills the container.
+    const onAbort = () => {
+      void this.close();
+      stream.destroy();
+    };
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        stream.on('end', resolve);
+        stream.on('close', resolve);
+        stream.on('error', reject);
+      });
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+    }
+    opts.signal?.throwIfAborted();
+    err.end();
+    const info = await exec.inspect();
+    return { exitCode: info.ExitCode ?? 1, stdout: Buffer.concat(out).toString(), stderrTail: err.tail };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      await this.container.remove({ force: true });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+}
+
+/** Image and volume must exist: a missing one is a setup step, not something to create silently. */
+export async function checkBuilder(docker: Docker, target: BuilderTarget): Promise<void> {
+  try {
+    await docker.getImage(target.image).inspect();
+  } catch (err) {
+    if (isConnectionError(err)) throw engineUnreachable(err);
+    if (isNotFound(err)) {
+      throw new UserError(`The builder image ${target.image} (builder.image) is not in the engine.`, 'run `nixdocker builder create`');
+    }
+    throw err;
+  }
+  try {
+    await docker.getVolume(target.volume).inspect();
+  } catch (err) {
+    if (isNotFound(err)) {
+      throw new UserError(`The Nix store volume ${target.volume} (builder.volume) does not exist.`, 'run `nixdocker builder create`');
+    }
+    throw err;
+  }
+}

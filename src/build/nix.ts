@@ -1,0 +1,153 @@
+import { UserError } from '../errors.js';
+import type { BuiltPackage, NixImageSettings, StorePathInfo } from './types.js';
+import { ENTRY_PATH, PROJECT_SUBDIR } from './inputs.js';
+import type { NixRunner, RunResult } from './runner.js';
+
+/** Progress of `nix-store --realise`, parsed from its log. */
+export interface NixProgress {
+  /** Derivations Nix said it will build. */
+  total: number;
+  /** Derivations started so far. */
+  started: number;
+  /** The derivation building now, by name. */
+  current: string | null;
+}
+
+export interface NixStepOptions {
+  signal?: AbortSignal;
+  /** Every line Nix writes to stderr. */
+  onLog?: (line: string) => void;
+}
+
+export interface Evaluation {
+  base: BuiltPackage[];
+  user: BuiltPackage[];
+  image: NixImageSettings;
+}
+
+/** Evaluates the contract and writes the .drv files (entry.nix returns plain data). */
+export async function evaluate(runner: NixRunner, manifest: string, opts: NixStepOptions): Promise<Evaluation> {
+  const r = await runner.run(
+    [
+      'nix-instantiate', '--eval', '--strict', '--json', '--read-write-mode',
+      `${runner.root}/${ENTRY_PATH}`,
+      '--argstr', 'root', `${runner.root}/${PROJECT_SUBDIR}`,
+      '--argstr', 'manifest', manifest,
+    ],
+    { signal: opts.signal, onStderrLine: opts.onLog },
+  );
+  if (r.exitCode !== 0) throw nixError('evaluate', r, runner.root);
+  type Raw = { name: string; drv: string; out: string; source: string };
+  const parsed = JSON.parse(r.stdout) as { base: Raw[]; user: Raw[]; image?: NixImageSettings };
+  const pkg = (p: Raw): BuiltPackage => ({ name: p.name, drvPath: p.drv, outPath: p.out, source: p.source });
+  return { base: parsed.base.map(pkg), user: parsed.user.map(pkg), image: parsed.image ?? {} };
+}
+
+/** Builds (or finds in the store) every derivation; returns the ones it really built. */
+export async function realise(
+  runner: NixRunner,
+  drvPaths: string[],
+  opts: NixStepOptions & { onProgress?: (p: NixProgress) => void },
+): Promise<string[]> {
+  if (drvPaths.length === 0) return [];
+  const progress: NixProgress = { total: 0, started: 0, current: null };
+  const built: string[] = [];
+  const r = await runner.run(['nix-store', '--realise', ...unique(drvPaths)], {
+    signal: opts.signal,
+    onStderrLine: (line) => {
+      opts.onLog?.(line);
+      const will = /^these (\d+) derivations? will be built/.exec(line);
+      if (will) progress.total = Number(will[1]);
+      else if (/^this derivation will be built/.test(line)) progress.total = 1;
+      const building = /^building '(\/nix\/store\/[^']+\.drv)'/.exec(line);
+      if (building) {
+        built.push(building[1]!);
+        progress.started++;
+        progress.current = building[1]!.replace(/^\/nix\/store\/[a-z0-9]{32}-/, '').replace(/\.drv$/, '');
+      } else {
+        return;
+      }
+      opts.onProgress?.({ ...progress });
+    },
+  });
+  if (r.exitCode !== 0) throw nixError('build', r, runner.root);
+  return built;
+}
+
+/** The full closure of the out paths with references and NAR sizes. */
+export async function queryClosure(runner: NixRunner, outPaths: string[], opts: NixStepOptions): Promise<Record<string, StorePathInfo>> {
+  if (outPaths.length === 0) return {};
+  const r = await runner.run(
+    ['nix', '--extra-experimental-features', 'nix-command', 'path-info', '--json', '--recursive', ...unique(outPaths)],
+    { signal: opts.signal, onStderrLine: opts.onLog },
+  );
+  if (r.exitCode !== 0) throw nixError('closure', r, runner.root);
+  return parsePathInfo(r.stdout);
+}
+
+/** `nix path-info --json` is an array up to Nix 2.18 and an object keyed by path after. */
+export function parsePathInfo(json: string): Record<string, StorePathInfo> {
+  const raw = JSON.parse(json) as unknown;
+  const entries: [string, { narSize?: number; references?: string[] }][] = Array.isArray(raw)
+    ? (raw as { path: string; narSize?: number; references?: string[] }[]).map((e) => [e.path, e])
+    : Object.entries(raw as Record<string, { narSize?: number; references?: string[] }>);
+  const out: Record<string, StorePathInfo> = {};
+  for (const [p, info] of entries) {
+    out[p] = {
+      path: p,
+      narSize: info.narSize ?? 0,
+      // Newer Nix lists references as base names in some outputs; keep them absolute.
+      references: (info.references ?? []).map((r) => (r.startsWith('/') ? r : `/nix/store/${r}`)).sort(),
+    };
+  }
+  return out;
+}
+
+function unique(xs: string[]): string[] {
+  return [...new Set(xs)];
+}
+
+const STEP_TEXT = {
+  evaluate: 'Nix could not evaluate the environment',
+  build: 'Nix could not build the environment',
+  closure: 'Nix could not list the closure of the environment',
+} as const;
+
+/**
+ * A Nix failure as a UserError quoting Nix's own message, with the staged
+ * paths turned back into the project paths the user edits.
+ */
+export function nixError(step: keyof typeof STEP_TEXT, r: RunResult, root: string): UserError {
+  const lines = mapPaths(r.stderrTail.join('\n'), root).split('\n');
+  const errAt = lines.findIndex((l) => l.startsWith('error:'));
+  let picked = errAt < 0 ? lines.slice(-15) : lines.slice(errAt);
+  if (step === 'build' && errAt > 0) {
+    // nix-store prints the failing builder's output before its error line: keep its last lines.
+    const start = lines.slice(0, errAt).findLastIndex((l) => l.startsWith('building '));
+    picked = [...lines.slice(Math.max(start, 0), errAt).filter((l) => l.trim() !== '').slice(-15), ...picked];
+  }
+  const quoted = picked
+    .filter((l, i, all) => !(l.trim() === '' && all[i - 1]?.trim() === ''))
+    .slice(0, 40)
+    .join('\n')
+    .trim();
+  const at = /at (?:«[^»]+»|([^\s:]+)):(\d+):(\d+)/.exec(quoted);
+  const where = at?.[1] && !at[1].startsWith('/') && !at[1].startsWith('<nixdocker>') ? `${at[1]} line ${at[2]}` : null;
+  const hint = where
+    ? `fix ${where}, then build again`
+    : step === 'build'
+      ? 'read the build log above (--log-level debug shows all of it) and fix the derivation'
+      : 'fix the Nix file named in the error, then build again';
+  return new UserError(`${STEP_TEXT[step]}${where ? ` (${where})` : ''}:\n${indent(quoted || `exit code ${r.exitCode}`)}`, hint);
+}
+
+/** /nixdocker/project/workdir/local.nix → workdir/local.nix; the entry point gets a name of its own. */
+export function mapPaths(text: string, root: string): string {
+  return text
+    .split(`${root}/${PROJECT_SUBDIR}/`).join('')
+    .split(`${root}/${ENTRY_PATH}`).join('<nixdocker>/entry.nix');
+}
+
+function indent(s: string): string {
+  return s.split('\n').map((l) => `    ${l}`).join('\n');
+}

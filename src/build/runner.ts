@@ -1,0 +1,53 @@
+/**
+ * Where Nix commands run: in a builder container (container mode) or on the
+ * host (local mode). The Nix steps in nix.ts only see this interface.
+ */
+export interface NixRunner {
+  /** Absolute path, as Nix sees it, of the staged inputs (nix/ and project/). */
+  readonly root: string;
+  /** Runs one command; stderr arrives line by line while it runs. */
+  run(cmd: string[], opts: RunOptions): Promise<RunResult>;
+  /** Stops whatever still runs and removes what the runner created. */
+  close(): Promise<void>;
+}
+
+export interface RunOptions {
+  onStderrLine?: (line: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface RunResult {
+  exitCode: number;
+  stdout: string;
+  /** The last lines of stderr, for error messages. */
+  stderrTail: string[];
+}
+
+/** Keeps the last `max` lines of a stream and hands every complete line on. */
+export class LineSplitter {
+  private rest = '';
+  readonly tail: string[] = [];
+  constructor(
+    private readonly onLine?: (line: string) => void,
+    private readonly max = 200,
+  ) {}
+
+  push(chunk: Buffer | string): void {
+    const text = this.rest + chunk.toString();
+    const lines = text.split('\n');
+    this.rest = lines.pop() ?? '';
+    for (const l of lines) this.line(l);
+  }
+
+  end(): void {
+    if (this.rest) this.line(this.rest);
+    this.rest = '';
+  }
+
+  private line(l: string): void {
+    const line = l.replace(/\r$/, '');
+    this.tail.push(line);
+    if (this.tail.length > this.max) this.tail.shift();
+    this.onLine?.(line);
+  }
+}

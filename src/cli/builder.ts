@@ -1,0 +1,60 @@
+import { builderStatus, createBuilder, removeBuilder } from '../build/builder.js';
+import { connectEngine } from '../engine/engine.js';
+import type { Command } from './command.js';
+import { projectConfig } from './project.js';
+import { formatBytes } from './format.js';
+
+const USAGE = `nixdocker builder create [--from-tarball FILE]
+       nixdocker builder status [--json]
+       nixdocker builder rm [--volume]
+
+  create           pull builder.image (or load it from FILE), create the store volume
+                   builder.volume, and check that nix-build runs; idempotent
+  status           image, volume, store size and running builds
+  rm               remove the builder image and its containers; --volume also
+                   removes the store volume (everything built is lost)`;
+
+export const builderCommand: Command = {
+  name: 'builder',
+  summary: 'create, inspect or remove the builder container image and its Nix store volume',
+  usage: USAGE,
+  options: { 'from-tarball': { type: 'string' }, volume: { type: 'boolean' }, json: { type: 'boolean' } },
+  async run(ctx) {
+    const sub = ctx.positionals[0];
+    const config = await projectConfig(ctx);
+    const target = { image: config.builder.image, volume: config.builder.volume };
+    const docker = connectEngine();
+    const out = (s: string) => ctx.stdout.write(`${s}\n`);
+    switch (sub) {
+      case 'create': {
+        const r = await createBuilder(docker, target, { fromTarball: ctx.values['from-tarball'] as string | undefined, log: ctx.log, signal: ctx.signal });
+        out(`image   ${target.image}: ${r.image === 'exists' ? 'present, left as is' : 'pulled'}`);
+        out(`volume  ${target.volume}: ${r.volume === 'exists' ? 'present, left as is' : 'created'}`);
+        out(`nix     ${r.nixVersion}`);
+        return 0;
+      }
+      case 'status': {
+        const s = await builderStatus(docker, target, ctx.signal);
+        if (ctx.values.json) {
+          out(JSON.stringify(s, null, 2));
+          return 0;
+        }
+        out(`image   ${s.image.name}: ${s.image.present ? `present (${s.image.id?.slice(7, 19)}, ${formatBytes(s.image.size ?? 0)})` : 'missing (run `nixdocker builder create`)'}`);
+        out(`volume  ${s.volume.name}: ${s.volume.present ? 'present' : 'missing (run `nixdocker builder create`)'}`);
+        if (s.volume.storeBytes !== undefined) out(`store   ${formatBytes(s.volume.storeBytes)} in ${s.volume.storePaths} paths`);
+        out(`builds  ${s.running.length === 0 ? 'none running' : s.running.map((c) => c.id).join(', ')}`);
+        return 0;
+      }
+      case 'rm': {
+        const r = await removeBuilder(docker, target, { volume: Boolean(ctx.values.volume) });
+        out(`containers removed: ${r.containers}`);
+        out(`image   ${target.image}: ${r.image ? 'removed' : 'was not there'}`);
+        out(`volume  ${target.volume}: ${ctx.values.volume ? (r.volume ? 'removed' : 'was not there') : 'kept (use --volume to remove it)'}`);
+        return 0;
+      }
+      default:
+        process.stderr.write(`Usage: ${USAGE}\n`);
+        return 2;
+    }
+  },
+};

@@ -1,0 +1,92 @@
+import Docker from 'dockerode';
+import { cp, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Test } from 'uvu';
+import { REPO_ROOT, tmpProject } from './project.js';
+
+/** The parts integration suites run against, as scripts/services.sh starts them. */
+export const REGISTRY = process.env.NIXDOCKER_TEST_REGISTRY ?? '127.0.0.1:5000';
+export const BUILDER_IMAGE = process.env.NIXDOCKER_TEST_BUILDER_IMAGE ?? 'localhost/nixdocker-test-builder:latest';
+
+export type Part = 'engine' | 'registry' | 'builder-image' | 'nix';
+
+const HOW = 'start them with `eval "$(bash scripts/services.sh up)"` (or run `npm test`, which does)';
+
+async function partMissing(part: Part): Promise<string | null> {
+  try {
+    switch (part) {
+      case 'engine':
+        if (!process.env.DOCKER_HOST) return 'DOCKER_HOST is not set';
+        await new Docker().ping();
+        return null;
+      case 'builder-image':
+        await new Docker().getImage(BUILDER_IMAGE).inspect();
+        return null;
+      case 'registry': {
+        const r = await fetch(`http://${REGISTRY}/v2/`, { signal: AbortSignal.timeout(3000) });
+        return r.ok ? null : `registry at ${REGISTRY} answered ${r.status}`;
+      }
+      case 'nix': {
+        const { execa } = await import('execa');
+        await execa('nix-build', ['--version']);
+        return null;
+      }
+    }
+  } catch (err) {
+    return `${part}: ${(err as Error).message}`;
+  }
+}
+
+/**
+ * Registers the suite's tests only when the parts it needs run. Outside CI a
+ * missing part skips the suite with a message saying how to start it; in CI
+ * (CI set) the suite fails instead, so a broken harness never passes quietly.
+ */
+export async function requireParts(test: Test, parts: Part[]): Promise<boolean> {
+  const missing = (await Promise.all(parts.map(partMissing))).filter((m): m is string => m !== null);
+  if (missing.length === 0) return true;
+  const message = `missing ${missing.join('; ')}; ${HOW}`;
+  if (process.env.CI) {
+    test('required services are running', () => {
+      throw new Error(message);
+    });
+  } else {
+    process.stderr.write(`\n[skip] ${message}\n`);
+    test.skip('required services are running', () => {});
+  }
+  return false;
+}
+
+/** A copy of examples/offline with its own store volume and test settings. */
+export async function offlineProject(opts: { volume: string; image?: string; config?: Record<string, unknown>; files?: Record<string, string> }): Promise<string> {
+  const dir = await tmpProject({});
+  await cp(path.join(REPO_ROOT, 'examples', 'offline'), dir, { recursive: true });
+  const rc = JSON.parse(await readFile(path.join(dir, '.nixdockerrc.json'), 'utf8'));
+  const config = {
+    ...rc,
+    ...opts.config,
+    builder: { ...rc.builder, image: opts.image ?? BUILDER_IMAGE, volume: opts.volume, ...(opts.config?.builder as object) },
+    registry: { host: REGISTRY, ...(opts.config?.registry as object) },
+  };
+  await writeFile(path.join(dir, '.nixdockerrc.json'), JSON.stringify(config, null, 2));
+  for (const [rel, content] of Object.entries(opts.files ?? {})) await writeFile(path.join(dir, rel), content);
+  return dir;
+}
+
+/** Runs a command in a throwaway builder container with the volume at /nix. */
+export async function inVolume(volume: string, cmd: string[]): Promise<{ exitCode: number; output: string }> {
+  const { runInBuilder } = await import('../../src/build/builder.js');
+  return runInBuilder(new Docker(), { image: BUILDER_IMAGE, volume }, cmd);
+}
+
+/** Build containers still present for a volume (there should be none after a build). */
+export async function leftoverContainers(volume: string): Promise<string[]> {
+  const list = await new Docker().listContainers({ all: true, filters: { label: [`org.nixdocker.volume=${volume}`] } });
+  return list.map((c) => c.Id);
+}
+
+export async function removeVolume(volume: string): Promise<void> {
+  const docker = new Docker();
+  for (const id of await leftoverContainers(volume)) await docker.getContainer(id).remove({ force: true }).catch(() => {});
+  await docker.getVolume(volume).remove().catch(() => {});
+}

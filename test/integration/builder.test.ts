@@ -1,0 +1,188 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import Docker from 'dockerode';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { BIN, cleanupProjects, runCli } from '../helpers/project.js';
+import { BUILDER_IMAGE, inVolume, leftoverContainers, offlineProject, removeVolume, requireParts } from '../helpers/services.js';
+
+const test = suite('builder (real podman + nix)');
+const VOLUME = `nixdocker-test-builder-${process.pid}`;
+
+interface BuildJson {
+  image: string;
+  cached: boolean;
+  result: {
+    base: { name: string; outPath: string }[];
+    user: { name: string; outPath: string }[];
+    closure: Record<string, { references: string[]; narSize: number }>;
+    built: string[];
+    phases: Record<string, number>;
+  };
+}
+
+async function buildJson(dir: string, extra: string[] = []): Promise<BuildJson> {
+  const r = await runCli(['-C', dir, 'build', '--json', ...extra], { env: { DOCKER_HOST: process.env.DOCKER_HOST } });
+  assert.is(r.exitCode, 0, r.stderr);
+  return JSON.parse(r.stdout) as BuildJson;
+}
+
+const byName = (r: BuildJson['result'], name: string) => [...r.base, ...r.user].find((p) => p.name === name)!;
+
+if (await requireParts(test, ['engine', 'builder-image', 'nix'])) {
+  test.after(async () => {
+    await removeVolume(VOLUME);
+    await cleanupProjects();
+  });
+
+  test('builder create prepares image and volume once; the second call changes nothing', async () => {
+    const dir = await offlineProject({ volume: VOLUME });
+    const env = { DOCKER_HOST: process.env.DOCKER_HOST };
+    const first = await runCli(['-C', dir, 'builder', 'create'], { env });
+    assert.is(first.exitCode, 0, first.stderr);
+    assert.match(first.stdout, `volume  ${VOLUME}: created`);
+    assert.match(first.stdout, /nix +nix-build \(Nix\) \d/);
+    const second = await runCli(['-C', dir, 'builder', 'create'], { env });
+    assert.is(second.exitCode, 0, second.stderr);
+    assert.match(second.stdout, 'image   localhost/nixdocker-test-builder:latest: present, left as is');
+    assert.match(second.stdout, `volume  ${VOLUME}: present, left as is`);
+    const status = await runCli(['-C', dir, 'builder', 'status', '--json'], { env });
+    const s = JSON.parse(status.stdout);
+    assert.ok(s.image.present && s.volume.present);
+    assert.equal(s.running, []);
+  });
+
+  test('build: out paths land in the volume, closure and graph are right', async () => {
+    const dir = await offlineProject({ volume: VOLUME });
+    const out = await buildJson(dir, ['--force']);
+    const r = out.result;
+    assert.equal(r.base.map((p) => p.name), ['busybox', 'hello', 'data']);
+    assert.equal(r.user.map((p) => p.name), ['greet']);
+    const busybox = byName(r, 'busybox').outPath;
+    const hello = byName(r, 'hello').outPath;
+    const data = byName(r, 'data').outPath;
+    const greet = byName(r, 'greet').outPath;
+    assert.equal(Object.keys(r.closure).sort(), [busybox, hello, data, greet].sort());
+    // hello and greet are scripts whose #! line names busybox: Nix found that reference.
+    assert.ok(r.closure[hello]!.references.includes(busybox), 'hello → busybox');
+    assert.ok(r.closure[greet]!.references.includes(busybox), 'greet → busybox');
+    assert.equal(r.closure[data]!.references.filter((p) => p !== data), []);
+    assert.ok(r.closure[data]!.narSize > 4_000_000, 'data is the large path');
+    for (const phase of ['evaluate', 'build', 'closure', 'hash']) assert.type(r.phases[phase], 'number', phase);
+    const ls = await inVolume(VOLUME, ['sh', '-c', `ls -d ${busybox} ${hello} ${data} ${greet} && ${hello}/bin/hello`]);
+    assert.is(ls.exitCode, 0, ls.output);
+    assert.match(ls.output, 'Hello from a nixdocker image');
+    assert.equal(await leftoverContainers(VOLUME), []);
+  });
+
+  test('adding a package builds only that derivation; earlier paths stay in the store', async () => {
+    const dir = await offlineProject({ volume: VOLUME });
+    const first = await buildJson(dir, ['--force']);
+    const nonce = `${process.pid}${Date.now()}`;
+    await writeFile(
+      path.join(dir, 'workdir/local.nix'),
+      `{ pkgs, ... }: [ pkgs.greet (pkgs.writeScriptBin "shout" "echo ${nonce} | tr a-z A-Z") ]\n`,
+    );
+    const second = await buildJson(dir);
+    assert.is.not(second.image, first.image);
+    assert.is(second.result.built.length, 1, `built: ${second.result.built.join(', ')}`);
+    assert.match(second.result.built[0]!, /-shout\.drv$/);
+    const greet = byName(first.result, 'greet').outPath;
+    const check = await inVolume(VOLUME, ['ls', '-d', greet, byName(second.result, 'shout').outPath]);
+    assert.is(check.exitCode, 0, check.output);
+  });
+
+  test('a remembered result skips Nix; --force runs it again', async () => {
+    const dir = await offlineProject({ volume: VOLUME });
+    await buildJson(dir, ['--force']);
+    const again = await runCli(['-C', dir, 'build'], { env: { DOCKER_HOST: process.env.DOCKER_HOST } });
+    assert.is(again.exitCode, 0, again.stderr);
+    assert.match(again.stdout, 'remembered');
+  });
+
+  test('a syntax error names workdir/local.nix and the line, exit 1, no stack trace', async () => {
+    const dir = await offlineProject({ volume: VOLUME, files: { 'workdir/local.nix': '{ pkgs, ... }:\n[\n  pkgs.greet\n  (pkgs.hello\n]\n' } });
+    const r = await runCli(['-C', dir, 'build'], { env: { DOCKER_HOST: process.env.DOCKER_HOST } });
+    assert.is(r.exitCode, 1);
+    assert.match(r.stderr, 'workdir/local.nix line 5');
+    assert.match(r.stderr, 'syntax error');
+    assert.not.match(r.stderr, '/nixdocker/project');
+    assert.not.match(r.stderr, /\n\s+at [A-Za-z.]+ \(/);
+    assert.equal(await leftoverContainers(VOLUME), []);
+  });
+
+  test('a failing derivation quotes the build log', async () => {
+    const nonce = `${process.pid}${Date.now()}`;
+    const bad = `{ pkgs, ... }: [ (derivation { name = "broken"; system = builtins.currentSystem; builder = "/bin/busybox"; args = [ "sh" "-c" "echo compiling ${nonce}; echo oh no >&2; exit 3" ]; }) ]\n`;
+    const dir = await offlineProject({ volume: VOLUME, files: { 'workdir/local.nix': bad } });
+    const r = await runCli(['-C', dir, 'build'], { env: { DOCKER_HOST: process.env.DOCKER_HOST } });
+    assert.is(r.exitCode, 1);
+    assert.match(r.stderr, 'Nix could not build the environment');
+    assert.match(r.stderr, 'broken');
+    assert.match(r.stderr, 'oh no');
+  });
+
+  test('Ctrl-C during a build stops Nix and removes the builder container', async () => {
+    const nonce = `${process.pid}${Date.now()}`;
+    const slow = `{ pkgs, ... }: [ (derivation { name = "slow-${nonce}"; system = builtins.currentSystem; builder = "/bin/busybox"; args = [ "sh" "-c" "sleep 120; echo > $out" ]; }) ]\n`;
+    const dir = await offlineProject({ volume: VOLUME, files: { 'workdir/local.nix': slow } });
+    const child = execa(process.execPath, [BIN, '-C', dir, '--log-level', 'debug', 'build'], { reject: false, env: { DOCKER_HOST: process.env.DOCKER_HOST } });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the build never started')), 60_000);
+      child.stderr!.on('data', (c: Buffer) => {
+        if (c.toString().includes(`building '`)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    const t0 = Date.now();
+    child.kill('SIGINT');
+    const r = await child;
+    assert.ok(Date.now() - t0 < 15_000, 'stopped within 15 s');
+    assert.is.not(r.exitCode, 0);
+    assert.equal(await leftoverContainers(VOLUME), []);
+    // The output was never registered: only the .drv (and Nix's stale lock file) are there.
+    const ps = await inVolume(VOLUME, ['sh', '-c', `ls /nix/store | grep slow-${nonce} | grep -v -e '\\.drv$' -e '\\.lock$' | wc -l`]);
+    assert.is(ps.output.trim(), '0', ps.output);
+  });
+
+  test('local mode gives the same out paths as container mode', async () => {
+    const container = await buildJson(await offlineProject({ volume: VOLUME }), ['--force']);
+    const localDir = await offlineProject({ volume: VOLUME, config: { builder: { mode: 'local' } } });
+    const local = await buildJson(localDir, ['--force']);
+    const outs = (j: BuildJson) => [...j.result.base, ...j.result.user].map((p) => p.outPath);
+    assert.equal(outs(local), outs(container));
+    assert.equal(Object.keys(local.result.closure).sort(), Object.keys(container.result.closure).sort());
+  });
+
+  test('builder rm, then build: the message names `nixdocker builder create`', async () => {
+    // A tag of our own, so removing it leaves the shared test image alone.
+    const docker = new Docker();
+    await docker.getImage(BUILDER_IMAGE).tag({ repo: 'localhost/nixdocker-test-builder', tag: `rm-${process.pid}` });
+    const image = `localhost/nixdocker-test-builder:rm-${process.pid}`;
+    const vol = `${VOLUME}-rm`;
+    const dir = await offlineProject({ volume: vol, image });
+    const env = { DOCKER_HOST: process.env.DOCKER_HOST };
+    assert.is((await runCli(['-C', dir, 'builder', 'create'], { env })).exitCode, 0);
+    const rm = await runCli(['-C', dir, 'builder', 'rm', '--volume'], { env });
+    assert.is(rm.exitCode, 0, rm.stderr);
+    assert.match(rm.stdout, `volume  ${vol}: removed`);
+    const r = await runCli(['-C', dir, 'build'], { env });
+    assert.is(r.exitCode, 1);
+    assert.match(r.stderr, 'nixdocker builder create');
+    assert.match(r.stderr, image);
+    await docker.getImage(BUILDER_IMAGE).inspect(); // the shared image is still there
+  });
+
+  test('an unreachable engine is a clear error', async () => {
+    const dir = await offlineProject({ volume: VOLUME });
+    const r = await runCli(['-C', dir, 'build', '--force'], { env: { DOCKER_HOST: 'unix:///nonexistent/podman.sock' } });
+    assert.is(r.exitCode, 1);
+    assert.match(r.stderr, 'Cannot reach the container engine at unix:///nonexistent/podman.sock');
+    assert.match(r.stderr, 'DOCKER_HOST');
+  });
+}
+
+test.run();
