@@ -1,0 +1,135 @@
+import type { BuildResult } from '../build/types.js';
+import type { ImageSettings } from '../config/types.js';
+import { silentLogger, type Logger } from '../log.js';
+import { writeLayerBlob, blobPath } from './blob.js';
+import { customisationEntries } from './customisation.js';
+import { LayerCache, type LayerSource } from './layer-cache.js';
+import { planLayers } from './layering.js';
+import { imageConfig, imageManifest, resolveImageSettings, sha256Digest } from './oci.js';
+import { STORE_DIR, type StoreReader } from './store-reader.js';
+import { tarBuffer, tarChunks, type TarEntryIn } from './tar.js';
+
+export interface AssembleOptions {
+  result: BuildResult;
+  /** The config's `image.*`; they override envDir/image.nix. */
+  settings: ImageSettings;
+  reader: StoreReader;
+  /** Holds `blobs/sha256/<hex>`, `layers/*.json` and `tmp/`. */
+  cacheDir: string;
+  signal?: AbortSignal;
+  log?: Logger;
+  /** Node-style architecture of the store paths; `process.arch` by default. */
+  arch?: string;
+  /** Layers built at once (gzip runs on libuv's thread pool); 4 by default. */
+  concurrency?: number;
+}
+
+export interface AssembledLayer {
+  /** Of the gzip blob. */
+  digest: string;
+  /** Of the uncompressed tar. */
+  diffId: string;
+  /** Bytes of the gzip blob. */
+  size: number;
+  /** Store paths, sorted; empty for the customisation layer. */
+  paths: string[];
+  kind: 'base' | 'user' | 'customisation';
+  /** The blob file, `<cacheDir>/blobs/sha256/<hex>`. */
+  file: string;
+  /** Taken from the layer cache rather than built in this run. */
+  cached: boolean;
+}
+
+export interface AssembledImage {
+  /** Canonical JSON of the OCI manifest. */
+  manifest: Buffer;
+  manifestDigest: string;
+  config: Buffer;
+  configDigest: string;
+  /** In image order: base, user, customisation. */
+  layers: AssembledLayer[];
+  stats: {
+    layersBuilt: number;
+    layersCached: number;
+    /** Compressed bytes of the layers built in this run. */
+    bytes: number;
+  };
+}
+
+/**
+ * Builds an image from a build result: plans the store layers, builds those
+ * the layer cache does not know (reading them through `reader`), adds the
+ * customisation layer, and writes config and manifest. Layer blobs stay in
+ * the cache directory for pushing or loading.
+ */
+export async function assembleImage(opts: AssembleOptions): Promise<AssembledImage> {
+  const { result, reader, cacheDir, signal } = opts;
+  const log = opts.log ?? silentLogger;
+  const cache = new LayerCache(cacheDir);
+  const settings = resolveImageSettings(result.image, opts.settings);
+  const plans = planLayers(result, opts.settings.maxLayers);
+  log.debug({ layers: plans.length, base: plans.filter((p) => p.kind === 'base').length }, 'layers planned');
+
+  const storeLayers = await mapLimit(plans, opts.concurrency ?? 4, signal, async (plan, sig) => {
+    const source: LayerSource = { kind: 'store', paths: plan.paths };
+    const hit = await cache.get(source);
+    if (hit) return { ...hit, paths: plan.paths, kind: plan.kind, file: blobPath(cacheDir, hit.digest), cached: true };
+    const started = performance.now();
+    const blob = await writeLayerBlob(tarChunks(storeLayerEntries(reader, plan.paths, sig), sig), cacheDir, sig);
+    await cache.put(source, blob);
+    log.debug({ kind: plan.kind, paths: plan.paths.length, size: blob.size, ms: Math.round(performance.now() - started) }, 'layer built');
+    return { ...blob, paths: plan.paths, kind: plan.kind, cached: false };
+  });
+
+  const custom = await tarBuffer(await customisationEntries({ base: result.base, user: result.user, workingDir: settings.workingDir, reader, signal }));
+  const customSource: LayerSource = { kind: 'content', diffId: sha256Digest(custom) };
+  let customLayer: AssembledLayer;
+  const hit = await cache.get(customSource);
+  if (hit) {
+    customLayer = { ...hit, paths: [], kind: 'customisation', file: blobPath(cacheDir, hit.digest), cached: true };
+  } else {
+    const blob = await writeLayerBlob([custom], cacheDir, signal);
+    await cache.put(customSource, blob);
+    customLayer = { ...blob, paths: [], kind: 'customisation', cached: false };
+  }
+
+  const layers = [...storeLayers, customLayer];
+  const config = imageConfig({ settings, diffIds: layers.map((l) => l.diffId), name: result.name, tag: result.tag, arch: opts.arch });
+  const configDigest = sha256Digest(config);
+  const manifest = imageManifest({ digest: configDigest, size: config.length }, layers);
+  const built = layers.filter((l) => !l.cached);
+  const stats = { layersBuilt: built.length, layersCached: layers.length - built.length, bytes: built.reduce((s, l) => s + l.size, 0) };
+  log.debug(stats, 'image assembled');
+  return { manifest, manifestDigest: sha256Digest(manifest), config, configDigest, layers, stats };
+}
+
+/** A store layer holds `/nix` and `/nix/store` too, so its directories' modes never depend on the engine. */
+async function* storeLayerEntries(reader: StoreReader, paths: string[], signal: AbortSignal): AsyncGenerator<TarEntryIn> {
+  yield { type: 'directory', path: '/nix' };
+  yield { type: 'directory', path: STORE_DIR };
+  yield* reader.read(paths, signal);
+}
+
+/** Maps with at most `limit` calls at once; the first failure aborts the rest and is thrown. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, signal: AbortSignal | undefined, fn: (item: T, signal: AbortSignal) => Promise<R>): Promise<R[]> {
+  const ctl = new AbortController();
+  const sig = signal ? AbortSignal.any([signal, ctl.signal]) : ctl.signal;
+  const out = new Array<R>(items.length);
+  let next = 0;
+  let failure: { err: unknown } | undefined;
+  const worker = async () => {
+    while (next < items.length && !failure) {
+      const i = next++;
+      try {
+        sig.throwIfAborted();
+        out[i] = await fn(items[i]!, sig);
+      } catch (err) {
+        failure ??= { err };
+        ctl.abort();
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  if (failure) throw signal?.aborted ? signal.reason : failure.err;
+  return out;
+}

@@ -1,0 +1,91 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+
+/** Part of the layer format: changing it changes every blob digest. */
+export const GZIP_LEVEL = 6;
+/** The gzip header's OS byte, fixed to "Unix": zlib writes another on some platforms (19 on macOS). */
+const GZIP_OS_UNIX = 3;
+
+export interface LayerBlob {
+  /** sha256 of the compressed blob, `sha256:HEX`. */
+  digest: string;
+  /** sha256 of the uncompressed tar, `sha256:HEX`. */
+  diffId: string;
+  /** Bytes of the compressed blob. */
+  size: number;
+  /** The blob file, content-addressed under the cache directory. */
+  file: string;
+}
+
+/** Where a blob with this digest lives: `<cacheDir>/blobs/sha256/<hex>`. */
+export function blobPath(cacheDir: string, digest: string): string {
+  const [algo, hex] = digest.split(':');
+  if (algo !== 'sha256' || !hex || !/^[0-9a-f]{64}$/.test(hex)) throw new Error(`not a sha256 digest: ${digest}`);
+  return path.join(cacheDir, 'blobs', 'sha256', hex);
+}
+
+/** True when the blob file exists with the expected size. */
+export async function hasBlob(cacheDir: string, digest: string, size: number): Promise<boolean> {
+  try {
+    const s = await stat(blobPath(cacheDir, digest));
+    return s.isFile() && s.size === size;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Gzips a tar stream into a blob file under `cacheDir`, computing the diffID
+ * (sha256 of the tar) and the digest and size of the compressed blob on the
+ * way, without holding the layer in memory. The file is written under a
+ * temporary name and renamed into place, so a blob file is always complete.
+ *
+ * The compressed bytes are reproducible for a given zlib (Node bundles its
+ * own); the diffID is reproducible everywhere.
+ */
+export async function writeLayerBlob(tar: AsyncIterable<Buffer> | Iterable<Buffer>, cacheDir: string, signal?: AbortSignal): Promise<LayerBlob> {
+  const tmpDir = path.join(cacheDir, 'tmp');
+  await mkdir(tmpDir, { recursive: true });
+  const tmp = path.join(tmpDir, `blob-${process.pid}-${randomBytes(6).toString('hex')}`);
+  const diff = createHash('sha256');
+  const blob = createHash('sha256');
+  let size = 0;
+  try {
+    await pipeline(
+      Readable.from(tar, { objectMode: false }),
+      async function* hashTar(source: AsyncIterable<Buffer>) {
+        for await (const chunk of source) {
+          diff.update(chunk);
+          yield chunk;
+        }
+      },
+      createGzip({ level: GZIP_LEVEL }),
+      async function* hashBlob(source: AsyncIterable<Buffer>) {
+        for await (let chunk of source) {
+          if (size < 10 && size + chunk.length > 9) {
+            chunk = Buffer.from(chunk); // zlib may reuse its buffer; patch a copy
+            chunk[9 - size] = GZIP_OS_UNIX;
+          }
+          size += chunk.length;
+          blob.update(chunk);
+          yield chunk;
+        }
+      },
+      createWriteStream(tmp, { flags: 'wx' }),
+      { signal },
+    );
+    const digest = `sha256:${blob.digest('hex')}`;
+    const file = blobPath(cacheDir, digest);
+    await mkdir(path.dirname(file), { recursive: true });
+    await rename(tmp, file);
+    return { digest, diffId: `sha256:${diff.digest('hex')}`, size, file };
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
