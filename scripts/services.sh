@@ -20,7 +20,7 @@ SUITE=bookworm
 ROOTFS_INCLUDE=nix-bin,busybox-static,ca-certificates
 # catatonit backs HostConfig.Init; curl probes the sockets. The rest is the brief's list.
 PACKAGES=(nix-bin podman runc docker-registry skopeo mmdebstrap busybox-static uidmap dbus
-  libnotify-bin apache2-utils catatonit curl)
+  libnotify-bin apache2-utils catatonit curl libglib2.0-bin python3-gi)
 
 # No binary cache is reachable, and builds run as root without nixbld users.
 NIX_SETTINGS=('substituters =' 'sandbox = false' 'build-users-group =')
@@ -121,6 +121,19 @@ insecure = true
 
 [[registry]]
 location = "localhost:5000"
+insecure = true
+
+# Ports 5001-5003: registries that single test suites start and stop themselves.
+[[registry]]
+location = "127.0.0.1:5001"
+insecure = true
+
+[[registry]]
+location = "127.0.0.1:5002"
+insecure = true
+
+[[registry]]
+location = "127.0.0.1:5003"
 insecure = true'
 }
 

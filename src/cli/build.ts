@@ -1,54 +1,63 @@
-import { connectEngine } from '../engine/engine.js';
-import { computeIdentity } from '../identity.js';
-import { nixStep } from '../pipeline/nix-step.js';
+import { runBuild } from '../pipeline/build.js';
+import { Pipeline } from '../pipeline/pipeline.js';
 import type { Command } from './command.js';
-import { formatMs } from './format.js';
+import { formatBytes, formatMs } from './format.js';
 import { projectConfig } from './project.js';
 import { StatusLine } from './status-line.js';
 
 export const buildCommand: Command = {
   name: 'build',
-  summary: 'build the environment with Nix and make its image (skipped when the image already exists)',
-  usage: `nixdocker build [--force] [--json]
+  summary: 'build the environment with Nix, assemble its image and push it (nothing to do when it exists)',
+  usage: `nixdocker build [--force] [--load] [--json]
 
-  --force   rebuild even when the image for the current inputs exists
-  --json    print the build result (out paths, closure, phases) as JSON`,
-  options: { force: { type: 'boolean' }, json: { type: 'boolean' } },
+  --force   build even when the registry (or engine) already has the image
+  --load    load the image into the engine (DOCKER_HOST) instead of pushing it
+  --json    print the outcome as JSON`,
+  options: { force: { type: 'boolean' }, load: { type: 'boolean' }, json: { type: 'boolean' } },
   async run(ctx) {
     const config = await projectConfig(ctx);
-    const t0 = performance.now();
-    const identity = await computeIdentity(config);
-    const hashMs = performance.now() - t0;
-    const docker = config.builder.mode === 'container' ? connectEngine() : null;
+    const pipeline = await Pipeline.create(config, ctx.log);
     const line = new StatusLine(process.stderr);
+    pipeline.hooks.buildPhase.tap('cli', (_id, phase) => line.set(`${phase}…`));
+    pipeline.hooks.buildLog.tap('cli', (_id, l) => (line.active ? line.log(l) : ctx.log.debug({ nix: true }, l)));
     try {
-      const step = await nixStep(config, identity, docker, {
-        log: ctx.log,
-        signal: ctx.signal,
+      const outcome = await runBuild(pipeline, {
+        buildId: 1,
         force: Boolean(ctx.values.force),
-        onLog: (l) => (line.active ? line.log(l) : ctx.log.debug({ nix: true }, l)),
-        onPhase: (p) => line.set(`${p}…`),
+        load: Boolean(ctx.values.load),
+        signal: ctx.signal,
         onProgress: (p) => line.set(`building ${p.current} (${p.started}/${p.total})`),
       });
-      await step.runner?.close();
       line.clear();
-      const r = step.result;
-      r.phases.hash = Math.round(hashMs);
       if (ctx.values.json) {
-        ctx.stdout.write(`${JSON.stringify({ image: identity.image, cached: step.cached, result: r }, null, 2)}\n`);
+        const { status, identity } = outcome;
+        const extra =
+          outcome.status === 'built'
+            ? { image: outcome.image, nixCached: outcome.nixCached, built: outcome.built, layersBuilt: outcome.assembled.stats.layersBuilt, push: outcome.push ?? null }
+            : outcome.status === 'skipped'
+              ? { reason: outcome.reason }
+              : { where: outcome.where, durations: outcome.durations };
+        ctx.stdout.write(`${JSON.stringify({ status, reference: identity.image, ...extra }, null, 2)}\n`);
         return 0;
       }
-      const paths = Object.keys(r.closure).length;
-      ctx.stdout.write(
-        `${identity.image}\n` +
-          (step.cached
-            ? `  Nix result remembered from an earlier build (--force runs Nix again)\n`
-            : `  built ${r.built.length} derivation(s); ${paths} store paths in the closure\n`) +
-          `  phases: ${Object.entries(r.phases).map(([k, v]) => `${k} ${formatMs(v ?? 0)}`).join(', ')}\n`,
-      );
+      const out = (s: string) => ctx.stdout.write(`${s}\n`);
+      out(outcome.identity.image);
+      if (outcome.status === 'up-to-date') {
+        out(`  up to date: the ${outcome.where} has this image; nothing evaluated, built or pushed (--force rebuilds)`);
+      } else if (outcome.status === 'skipped') {
+        out(`  skipped by a plugin: ${outcome.reason}`);
+      } else {
+        const img = outcome.image;
+        const s = outcome.assembled.stats;
+        out(`  ${outcome.nixCached ? 'Nix result remembered from an earlier build' : `Nix built ${outcome.built.length} derivation(s)`}`);
+        out(`  ${img.layers.length} layers, ${formatBytes(img.size)}; ${s.layersBuilt} layer(s) made, ${s.layersCached} from the cache`);
+        out(`  ${img.destinations.includes('engine') ? 'loaded into the engine' : 'pushed'}; digest ${img.digest}`);
+        out(`  phases: ${Object.entries(img.durations).map(([k, v]) => `${k} ${formatMs(v)}`).join(', ')}`);
+      }
       return 0;
     } finally {
       line.clear();
+      await pipeline.shutdown();
     }
   },
 };

@@ -3,6 +3,8 @@ import { hashCommand } from './hash.js';
 import { initCommand } from './init.js';
 import { builderCommand } from './builder.js';
 import { buildCommand } from './build.js';
+import { pullCommand } from './pull.js';
+import { runCommand } from './run.js';
 
 /** Every command, in the order `--help` lists them. */
-export const COMMANDS: Command[] = [initCommand, hashCommand, builderCommand, buildCommand];
+export const COMMANDS: Command[] = [initCommand, hashCommand, builderCommand, buildCommand, pullCommand, runCommand];

@@ -69,9 +69,13 @@ export interface TestRegistry {
 
 const running = new Set<ResultPromise>();
 
-export async function startRegistry(auth: RegistryAuthConfig = {}): Promise<TestRegistry> {
+/**
+ * Starts a registry; `port` fixes its port (5001-5003 are the ones the engine
+ * treats as insecure, see scripts/services.sh), else a free one is taken.
+ */
+export async function startRegistry(auth: RegistryAuthConfig = {}, opts: { port?: number } = {}): Promise<TestRegistry> {
   const dir = await tmpDir();
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const host = `127.0.0.1:${port}`;
   const dataDir = path.join(dir, 'data');
   let authYaml = '';

@@ -22,12 +22,13 @@ let
   };
 
   # An executable script in $out/bin/NAME that runs with the busybox above.
+  # The text reaches the builder as an environment variable, so no quoting can break it.
   writeScriptBin = name: text: derivation {
-    inherit name system;
+    inherit name system text;
     builder = bb;
     args = [ "sh" "-c" ''
       ${bb} mkdir -p $out/bin
-      ${bb} printf '%s\n' '#!${busybox}/bin/sh' ${builtins.toJSON text} > $out/bin/${name}
+      ${bb} printf '%s\n' '#!${busybox}/bin/sh' "$text" > $out/bin/${name}
       ${bb} chmod 555 $out/bin/${name}
     '' ];
   };
@@ -41,9 +42,19 @@ let
       ${bb} yes ${name} | ${bb} head -c ${toString size} > $out/share/${name}/data
     '' ];
   };
+  # SIZE bytes that do not compress, like real binaries (the content is random,
+  # so two stores hold different bytes under the same path: fine for tests).
+  noisePackage = name: size: derivation {
+    inherit name system;
+    builder = bb;
+    args = [ "sh" "-c" ''
+      ${bb} mkdir -p $out/share/${name}
+      ${bb} head -c ${toString size} /dev/urandom > $out/share/${name}/data
+    '' ];
+  };
 in
 {
-  inherit busybox writeScriptBin dataPackage;
+  inherit busybox writeScriptBin dataPackage noisePackage;
   hello = writeScriptBin "hello" ''echo "Hello from a nixdocker image ($(uname -m))"'';
   greet = writeScriptBin "greet" ''echo "greetings, $1"'';
   data = dataPackage "data" 4000000;

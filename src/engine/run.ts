@@ -1,0 +1,173 @@
+import type Docker from 'dockerode';
+import { UserError } from '../errors.js';
+import { engineUnreachable, isConnectionError, isNotFound, LABEL_ROLE } from './engine.js';
+
+/** Where workdir/user appears when the image names no working directory. */
+export const RUN_WORKDIR = '/work';
+
+/** The image's WorkingDir (image.workingDir), where `run` mounts workdir/user. */
+export async function imageWorkingDir(docker: Docker, image: string): Promise<string> {
+  try {
+    return (await docker.getImage(image).inspect()).Config?.WorkingDir || RUN_WORKDIR;
+  } catch {
+    return RUN_WORKDIR; // runContainer reports a missing image with its fix
+  }
+}
+
+export interface RunSpec {
+  image: string;
+  /** Command and arguments; empty means the image's own Cmd. */
+  cmd: string[];
+  /** Host directory mounted as the working directory, if any. */
+  mount?: { host: string; container: string };
+  /** Attach stdin and a TTY (an interactive terminal). */
+  interactive: boolean;
+  env?: string[];
+  labels?: Record<string, string>;
+  signal?: AbortSignal;
+  stdin?: NodeJS.ReadStream;
+  stdout?: NodeJS.WritableStream;
+  stderr?: NodeJS.WritableStream;
+  /** Forward SIGINT/SIGTERM/SIGHUP of this process to the container. */
+  forwardSignals?: boolean;
+}
+
+/**
+ * Runs a container to completion like `docker run --rm`: attaches the output
+ * (and stdin with a TTY when interactive), forwards signals, removes the
+ * container afterwards, and returns the command's exit code.
+ */
+export async function runContainer(docker: Docker, spec: RunSpec): Promise<number> {
+  const stdout = spec.stdout ?? process.stdout;
+  const stderr = spec.stderr ?? process.stderr;
+  const stdin = spec.stdin ?? process.stdin;
+  let container: Docker.Container;
+  try {
+    container = await docker.createContainer({
+      Image: spec.image,
+      Cmd: spec.cmd.length > 0 ? spec.cmd : undefined,
+      Tty: spec.interactive,
+      OpenStdin: spec.interactive,
+      StdinOnce: spec.interactive,
+      AttachStdin: spec.interactive,
+      AttachStdout: true,
+      AttachStderr: true,
+      Env: spec.env,
+      Labels: { [LABEL_ROLE]: 'run', ...spec.labels },
+      WorkingDir: spec.mount?.container,
+      HostConfig: spec.mount ? { Binds: [`${spec.mount.host}:${spec.mount.container}`] } : {},
+    });
+  } catch (err) {
+    if (isConnectionError(err)) throw engineUnreachable(err);
+    if (isNotFound(err)) {
+      throw new UserError(`The image ${spec.image} is not in the engine.`, 'run `nixdocker pull` first, or `nixdocker pull run ...` to do both');
+    }
+    throw err;
+  }
+
+  const forwarded: [NodeJS.Signals, () => void][] = [];
+  let rawMode = false;
+  try {
+    // `_body: {}` makes dockerode send no request body: podman echoes a body into a TTY stream.
+    const stream = await container.attach({ stream: true, stdin: spec.interactive, stdout: true, stderr: true, hijack: true, _body: {} } as Docker.ContainerAttachOptions);
+    const ended = new Promise<void>((resolve) => {
+      stream.on('end', resolve);
+      stream.on('close', resolve);
+      stream.on('error', () => resolve());
+    });
+    if (spec.interactive) {
+      stream.pipe(stdout);
+      if (stdin.isTTY) {
+        stdin.setRawMode(true);
+        rawMode = true;
+      }
+      stdin.pipe(stream);
+    } else {
+      docker.modem.demuxStream(stream, stdout, stderr);
+    }
+    await container.start();
+
+    if (spec.interactive && (stdout as NodeJS.WriteStream).isTTY) {
+      const resize = () => {
+        const out = stdout as NodeJS.WriteStream;
+        container.resize({ h: out.rows, w: out.columns }).catch(() => {});
+      };
+      resize();
+      (stdout as NodeJS.WriteStream).on('resize', resize);
+    }
+    if (spec.forwardSignals) {
+      for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as NodeJS.Signals[]) {
+        const fn = () => void container.kill({ signal: sig }).catch(() => {});
+        process.on(sig, fn);
+        forwarded.push([sig, fn]);
+      }
+    }
+    const onAbort = () => void container.kill().catch(() => {});
+    spec.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const { StatusCode } = (await container.wait()) as { StatusCode: number };
+      // The last output can trail the exit by a moment.
+      await Promise.race([ended, new Promise((r) => setTimeout(r, 2000).unref())]);
+      return StatusCode;
+    } finally {
+      spec.signal?.removeEventListener('abort', onAbort);
+    }
+  } finally {
+    for (const [sig, fn] of forwarded) process.off(sig, fn);
+    if (rawMode) stdin.setRawMode(false);
+    if (spec.interactive) stdin.unpipe();
+    stdin.pause();
+    await container.remove({ force: true }).catch(() => {});
+  }
+}
+
+/** Pulls an image through the engine, reporting each layer's progress. */
+export async function pullImage(
+  docker: Docker,
+  image: string,
+  onProgress?: (p: { layers: number; done: number; status: string }) => void,
+): Promise<void> {
+  let stream: NodeJS.ReadableStream;
+  try {
+    stream = await docker.pull(image);
+  } catch (err) {
+    if (isConnectionError(err)) throw engineUnreachable(err);
+    throw pullError(image, err);
+  }
+  const layers = new Map<string, string>();
+  // podman reports some failures as an event in a stream that ends normally.
+  let failure: string | null = null;
+  await new Promise<void>((resolve, reject) =>
+    docker.modem.followProgress(
+      stream,
+      (err) => (err ? reject(pullError(image, err)) : failure ? reject(pullError(image, new Error(failure))) : resolve()),
+      (e: { id?: string; status?: string; error?: string }) => {
+        if (e.error) {
+          failure ??= e.error;
+          return;
+        }
+        if (e.id && e.status) layers.set(e.id, e.status);
+        const done = [...layers.values()].filter((s) => /complete|already exists|exists/i.test(s)).length;
+        onProgress?.({ layers: layers.size, done, status: e.status ?? '' });
+      },
+    ),
+  );
+  try {
+    await docker.getImage(image).inspect();
+  } catch {
+    throw pullError(image, new Error('the engine reports success but does not have the image'));
+  }
+}
+
+function pullError(image: string, err: unknown): UserError {
+  const msg = String((err as Error)?.message ?? err).split('\n')[0] ?? '';
+  return new UserError(
+    `The engine could not pull ${image}: ${msg}`,
+    /manifest unknown|not found|404/i.test(msg)
+      ? 'build and push it first with `nixdocker build`'
+      : /http: server gave HTTP response to HTTPS client|https/i.test(msg)
+        ? 'the engine needs the registry listed as insecure (podman: registries.conf; Docker: insecure-registries in daemon.json)'
+        : 'check that the registry (registry.host) is reachable from the engine',
+    { cause: err },
+  );
+}

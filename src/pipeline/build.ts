@@ -1,0 +1,158 @@
+import path from 'node:path';
+import { ContainerStoreReader } from '../build/container-store-reader.js';
+import { ContainerRunner } from '../build/container-runner.js';
+import { openRunner } from '../build/nix-build.js';
+import type { NixProgress } from '../build/nix.js';
+import type { NixRunner } from '../build/runner.js';
+import { hasImage, loadArchive } from '../engine/load.js';
+import { isAbortError, isUserError } from '../errors.js';
+import type { BuildTrigger, ImageDescription, PushReport } from '../hooks.js';
+import { computeIdentity, repositoryPath, type Identity } from '../identity.js';
+import { assembleImage, type AssembledImage } from '../image/assemble.js';
+import { dockerArchiveStream } from '../image/docker-archive.js';
+import { FsStoreReader, type StoreReader } from '../image/store-reader.js';
+import { nixStep } from './nix-step.js';
+import type { FailedPhase, Pipeline } from './pipeline.js';
+
+export interface BuildRequest {
+  /** Increasing per process; only the newest build may announce imageReady. */
+  buildId: number;
+  /** Computed already (the daemon has it); else computed here. */
+  identity?: Identity;
+  /** Inputs that changed, when the caller knows (the daemon does). */
+  changed?: string[];
+  /** Build even when the image exists. */
+  force?: boolean;
+  /** Load into the engine instead of pushing. */
+  load?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (p: NixProgress) => void;
+}
+
+export type BuildOutcome =
+  | { status: 'up-to-date'; identity: Identity; where: 'registry' | 'engine'; durations: Record<string, number> }
+  | { status: 'skipped'; identity: Identity; reason: string }
+  | { status: 'built'; identity: Identity; image: ImageDescription; assembled: AssembledImage; nixCached: boolean; built: string[]; push?: PushReport };
+
+/**
+ * One build, start to end: identity → registry (or engine) check → Nix →
+ * image assembly → push (the push plugin) or load → imageReady. Fires the
+ * hooks in that order; a failure fires buildFailed and is rethrown, leaving
+ * the last good image as it was (nothing is tagged before the manifest).
+ */
+export async function runBuild(p: Pipeline, req: BuildRequest): Promise<BuildOutcome> {
+  const { hooks, config, log } = p;
+  const durations: Record<string, number> = {};
+  let phase: FailedPhase | null = 'hash';
+  let identity: Identity | null = null;
+  const timed = async <T>(name: FailedPhase, fn: () => Promise<T>): Promise<T> => {
+    phase = name;
+    hooks.buildPhase.call(req.buildId, name);
+    const t0 = performance.now();
+    try {
+      return await fn();
+    } finally {
+      durations[name] = Math.round(performance.now() - t0);
+    }
+  };
+  const load = Boolean(req.load) || !p.pushes;
+  let runner: NixRunner | null = null;
+
+  try {
+    identity = await timed('hash', async () => hooks.identity.promise(req.identity ?? (await computeIdentity(config))));
+    const id = identity;
+    if (!req.force) {
+      const exists = await timed('registryCheck', () =>
+        load ? hasImage(p.engine(), id.image) : p.registryClient().getManifestDigest(repositoryPath(config, id.name), id.tag, { signal: req.signal }).then(Boolean),
+      );
+      if (exists) return { status: 'up-to-date', identity: id, where: load ? 'engine' : 'registry', durations };
+    }
+    const changed = req.changed ?? (await p.changedSinceLast(id));
+    const trigger: BuildTrigger = { buildId: req.buildId, identity: id, changed, force: Boolean(req.force) };
+    const veto = await hooks.beforeBuild.promise(trigger);
+    if (veto) return { status: 'skipped', identity: id, reason: veto.reason };
+
+    const docker = config.builder.mode === 'container' ? p.engine() : null;
+    const nix = await nixStep(config, id, docker, {
+      log,
+      signal: req.signal,
+      force: req.force,
+      onLog: (line) => hooks.buildLog.call(req.buildId, line),
+      onPhase: (ph) => {
+        phase = ph;
+        hooks.buildPhase.call(req.buildId, ph);
+      },
+      onProgress: req.onProgress,
+    });
+    runner = nix.runner;
+    Object.assign(durations, nix.cached ? {} : nix.result.phases);
+
+    // A remembered Nix result needs the builder only if a layer is not cached: open it on first read.
+    const lazy = new LazyReader(async () => {
+      runner ??= await openRunner(config, id, docker, req.signal);
+      return readerFor(runner, config.cacheDir);
+    });
+    const assembled = await timed('assemble', () =>
+      assembleImage({ result: nix.result, settings: config.image, reader: lazy, cacheDir: config.cacheDir, signal: req.signal, log }),
+    );
+    await runner?.close();
+    runner = null;
+
+    const desc: ImageDescription = {
+      buildId: req.buildId,
+      name: id.name,
+      tag: id.tag,
+      image: id.image,
+      digest: assembled.manifestDigest,
+      layers: assembled.layers.map((l) => ({ digest: l.digest, size: l.size, kind: l.kind === 'customisation' ? 'custom' : l.kind })),
+      size: assembled.layers.reduce((s, l) => s + l.size, 0),
+      durations,
+      changed,
+      destinations: load ? ['engine'] : ['registry'],
+    };
+    p.attach(desc, assembled, req.signal);
+    phase = 'push';
+    await hooks.built.promise(desc);
+    if (load) {
+      await timed('load', () => loadArchive(p.engine(), dockerArchiveStream(assembled, [id.image]), id.image, req.signal));
+    }
+    req.signal?.throwIfAborted();
+    await p.rememberInputs(id);
+    phase = null;
+    await hooks.imageReady.promise(desc);
+    return { status: 'built', identity: id, image: desc, assembled, nixCached: nix.cached, built: nix.result.built, push: p.pushReport(desc) };
+  } catch (err) {
+    const cancelled = req.signal?.aborted && (isAbortError(err) || err === req.signal.reason);
+    if (!cancelled) {
+      const message = isUserError(err) ? err.format() : (err as Error)?.message ?? String(err);
+      await hooks.buildFailed.promise({ buildId: req.buildId, identity, message, error: err, phase });
+    }
+    throw cancelled ? req.signal!.reason ?? err : err;
+  } finally {
+    await (runner as NixRunner | null)?.close();
+  }
+}
+
+function readerFor(runner: NixRunner, cacheDir: string): StoreReader {
+  if (runner instanceof ContainerRunner) return new ContainerStoreReader(runner.container, path.join(cacheDir, 'tmp'));
+  return new FsStoreReader();
+}
+
+/** A StoreReader that makes its real reader on first use. */
+class LazyReader implements StoreReader {
+  private reader: Promise<StoreReader> | null = null;
+  constructor(private readonly make: () => Promise<StoreReader>) {}
+
+  private get(): Promise<StoreReader> {
+    this.reader ??= this.make();
+    return this.reader;
+  }
+
+  async *read(storePaths: readonly string[], signal?: AbortSignal) {
+    yield* (await this.get()).read(storePaths, signal);
+  }
+
+  async list(dir: string, signal?: AbortSignal) {
+    return (await this.get()).list(dir, signal);
+  }
+}

@@ -1,0 +1,187 @@
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import type Docker from 'dockerode';
+import type { BuildPhase } from '../build/types.js';
+import type { Config } from '../config/types.js';
+import { connectEngine } from '../engine/engine.js';
+import { imageWorkingDir, runContainer } from '../engine/run.js';
+import {
+  createHooks,
+  isolatePlugins,
+  markFailsBuild,
+  tapOnly,
+  type Hooks,
+  type ImageDescription,
+  type PluginContext,
+  type PushReport,
+} from '../hooks.js';
+import type { Identity, InputFile } from '../identity.js';
+import type { Logger } from '../log.js';
+import { loadPlugins } from '../plugin-loader.js';
+import { RegistryClient } from '../registry/index.js';
+import { repositoryPath } from '../identity.js';
+import type { AssembledImage } from '../image/assemble.js';
+import { pushImage } from './push.js';
+
+/**
+ * What one project's builds share: config, hooks with the plugins applied,
+ * and lazily made clients for the engine and the registry. One per process:
+ * `nixdocker build` makes one for a single build, the daemon keeps it.
+ */
+export class Pipeline {
+  readonly hooks: Hooks = createHooks();
+  private docker: Docker | null = null;
+  private registry: RegistryClient | null = null;
+  private pushPlugin = false;
+  /** The assembled image of each ImageDescription and its build's signal, for push. */
+  private readonly assembled = new WeakMap<ImageDescription, { image: AssembledImage; signal?: AbortSignal; report?: PushReport }>();
+
+  private constructor(
+    readonly config: Config,
+    readonly log: Logger,
+  ) {
+    isolatePlugins(this.hooks, log);
+  }
+
+  /** Loads and applies the configured plugins, then fires configLoaded. */
+  static async create(config: Config, log: Logger, opts: { plugins?: boolean } = {}): Promise<Pipeline> {
+    const p = new Pipeline(config, log);
+    if (opts.plugins !== false) {
+      const view = tapOnly(p.hooks);
+      for (const { plugin } of await loadPlugins(config)) {
+        if (plugin.name === 'push') p.pushPlugin = true;
+        try {
+          await plugin.apply(view, p.pluginContext(plugin.name));
+        } catch (err) {
+          log.error({ plugin: plugin.name }, `plugin ${plugin.name} failed to start: ${(err as Error).message}`);
+        }
+      }
+    }
+    await p.hooks.configLoaded.promise(config);
+    return p;
+  }
+
+  /** True when images go to the registry (the push plugin is on). */
+  get pushes(): boolean {
+    return this.pushPlugin;
+  }
+
+  engine(): Docker {
+    this.docker ??= connectEngine();
+    return this.docker;
+  }
+
+  registryClient(): RegistryClient {
+    this.registry ??= new RegistryClient({ host: this.config.registry.host, insecure: this.config.registry.insecure, logger: this.log });
+    return this.registry;
+  }
+
+  /** Remembers which assembled image a description stands for (push needs the blobs). */
+  attach(desc: ImageDescription, image: AssembledImage, signal?: AbortSignal): void {
+    this.assembled.set(desc, { image, signal });
+  }
+
+  /** What the push of an image did, once it is pushed. */
+  pushReport(desc: ImageDescription): PushReport | undefined {
+    return this.assembled.get(desc)?.report;
+  }
+
+  /** Pushes an image to the registry, firing beforePush and pushed. */
+  async push(desc: ImageDescription, signal?: AbortSignal): Promise<PushReport | null> {
+    if (!desc.destinations.includes('registry')) return null;
+    const built = this.assembled.get(desc);
+    if (!built) throw new Error(`push: ${desc.image} was not assembled in this process`);
+    const { image } = built;
+    // A cancelled build stops its push too, whoever started the push.
+    const sig = signal && built.signal ? AbortSignal.any([signal, built.signal]) : signal ?? built.signal;
+    if ((await this.hooks.beforePush.promise(desc)) === false) {
+      this.log.info(`a plugin kept ${desc.image} out of the registry`);
+      return null;
+    }
+    const t0 = performance.now();
+    let stats;
+    try {
+      stats = await pushImage(this.registryClient(), repositoryPath(this.config, desc.name), desc.tag, image, { cacheDir: this.config.cacheDir, signal: sig });
+    } catch (err) {
+      // A failed push fails the build even though a plugin started it.
+      throw markFailsBuild(err);
+    }
+    const report: PushReport = { image: desc.image, ...stats, ms: Math.round(performance.now() - t0) };
+    desc.durations.push = report.ms;
+    built.report = report;
+    this.log.info(
+      { uploaded: report.uploaded, skipped: report.skipped, mounted: report.mounted, bytes: report.bytesUploaded },
+      `pushed ${desc.image}: ${report.uploaded} blob(s) uploaded, ${report.skipped} already there, ${report.mounted} mounted`,
+    );
+    await this.hooks.pushed.promise(desc, report);
+    return report;
+  }
+
+  pluginContext(name: string): PluginContext {
+    return {
+      config: this.config,
+      log: this.log.child({ plugin: name }),
+      cacheDir: this.config.cacheDir,
+      push: (image, signal) => this.push(image, signal),
+      runInImage: async (image, command, opts) => {
+        const out = new PassThrough();
+        out.on('data', (c: Buffer) => opts.onOutput?.(c.toString()));
+        const userDir = path.join(this.config.projectDir, this.config.workdir, 'user');
+        return runContainer(this.engine(), {
+          image,
+          cmd: command,
+          interactive: false,
+          mount: existsSync(userDir) ? { host: userDir, container: await imageWorkingDir(this.engine(), image) } : undefined,
+          stdout: out,
+          stderr: out,
+          signal: opts.signal,
+          labels: { 'org.nixdocker.project': this.config.projectDir },
+        });
+      },
+    };
+  }
+
+  /** Inputs that differ from the last successful build's (for notifications and logs). */
+  async changedSinceLast(identity: Identity): Promise<string[]> {
+    const prev = await readJson<InputFile[]>(this.stateFile('last-inputs.json'));
+    if (!prev) return [];
+    const before = new Map(prev.map((i) => [i.path, i.sha256]));
+    const now = new Map(identity.inputs.map((i) => [i.path, i.sha256]));
+    const changed = new Set<string>();
+    for (const [p, d] of now) if (before.get(p) !== d) changed.add(p);
+    for (const p of before.keys()) if (!now.has(p)) changed.add(p);
+    return [...changed].sort();
+  }
+
+  async rememberInputs(identity: Identity): Promise<void> {
+    await writeJson(this.stateFile('last-inputs.json'), identity.inputs);
+  }
+
+  stateFile(name: string): string {
+    return path.join(this.config.cacheDir, 'state', name);
+  }
+
+  async shutdown(): Promise<void> {
+    await this.hooks.shutdown.promise();
+  }
+}
+
+export type FailedPhase = BuildPhase | 'assemble' | 'push' | 'load';
+
+async function readJson<T>(file: string): Promise<T | null> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as T;
+  } catch {
+    return null;
+  }
+}
+
+export async function writeJson(file: string, value: unknown): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, JSON.stringify(value));
+  await rename(tmp, file);
+}
+

@@ -1,0 +1,104 @@
+import { createReadStream } from 'node:fs';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { AssembledImage } from '../image/assemble.js';
+import { MEDIA_TYPE } from '../image/oci.js';
+import type { RegistryClient } from '../registry/index.js';
+
+export interface PushStats {
+  uploaded: number;
+  skipped: number;
+  mounted: number;
+  bytesUploaded: number;
+}
+
+const CONCURRENCY = 4;
+
+/**
+ * Pushes an assembled image: every blob the registry lacks (mounted from
+ * another nixdocker repository when one is known to hold it), then the
+ * manifest last, so the tag never points at a partial image.
+ */
+export async function pushImage(
+  registry: RegistryClient,
+  repo: string,
+  tag: string,
+  image: AssembledImage,
+  opts: { cacheDir: string; signal?: AbortSignal },
+): Promise<PushStats> {
+  const known = await BlobHomes.open(opts.cacheDir, registry.host);
+  const stats: PushStats = { uploaded: 0, skipped: 0, mounted: 0, bytesUploaded: 0 };
+  const blobs = [
+    ...image.layers.map((l) => ({ digest: l.digest, size: l.size, open: () => createReadStream(l.file) })),
+    { digest: image.configDigest, size: image.config.length, open: () => Buffer.from(image.config) },
+  ];
+  const unique = [...new Map(blobs.map((b) => [b.digest, b])).values()];
+  let next = 0;
+  const worker = async () => {
+    while (next < unique.length) {
+      const blob = unique[next++]!;
+      opts.signal?.throwIfAborted();
+      const home = known.get(blob.digest);
+      const result = await registry.pushBlob(
+        repo,
+        { digest: blob.digest, size: blob.size, open: () => toStream(blob.open()) },
+        { mountFrom: home && home !== repo ? [home] : [], signal: opts.signal },
+      );
+      if (result === 'uploaded') {
+        stats.uploaded++;
+        stats.bytesUploaded += blob.size;
+      } else if (result === 'mounted') stats.mounted++;
+      else stats.skipped++;
+      known.set(blob.digest, repo);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, unique.length) }, worker));
+  await known.save();
+  opts.signal?.throwIfAborted();
+  await registry.putManifest(repo, tag, image.manifest, MEDIA_TYPE.manifest, { signal: opts.signal });
+  return stats;
+}
+
+async function toStream(x: NodeJS.ReadableStream | Buffer): Promise<NodeJS.ReadableStream> {
+  if (!Buffer.isBuffer(x)) return x;
+  const { Readable } = await import('node:stream');
+  return Readable.from([x]);
+}
+
+/**
+ * Which repository of a registry last received each blob, so the next push
+ * to another repository can mount instead of upload. Advisory: a wrong entry
+ * costs one failed mount, after which the blob is uploaded.
+ */
+class BlobHomes {
+  private constructor(
+    private readonly file: string,
+    private readonly map: Record<string, string>,
+  ) {}
+
+  static async open(cacheDir: string, host: string): Promise<BlobHomes> {
+    const file = path.join(cacheDir, 'registries', `${host.replace(/[^A-Za-z0-9.-]/g, '_')}.json`);
+    let map: Record<string, string> = {};
+    try {
+      map = JSON.parse(await readFile(file, 'utf8')) as Record<string, string>;
+    } catch {
+      // first push to this registry
+    }
+    return new BlobHomes(file, map);
+  }
+
+  get(digest: string): string | undefined {
+    return this.map[digest];
+  }
+
+  set(digest: string, repo: string): void {
+    this.map[digest] = repo;
+  }
+
+  async save(): Promise<void> {
+    await mkdir(path.dirname(this.file), { recursive: true });
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify(this.map));
+    await rename(tmp, this.file);
+  }
+}
