@@ -3,3 +3,17 @@ export { loadConfig } from './config/load.js';
 export type { Config, PluginSpec, ImageSettings } from './config/types.js';
 export { computeIdentity, type Identity, type InputFile } from './identity.js';
 export { UserError } from './errors.js';
+export type {
+  Plugin,
+  PluginHooks,
+  PluginContext,
+  PluginModule,
+  Hooks,
+  ImageDescription,
+  LayerDescription,
+  BuildTrigger,
+  BuildVeto,
+  BuildFailure,
+  PushReport,
+  CommandResult,
+} from './hooks.js';

@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readJson, writeJson } from '../json-file.js';
 import path from 'node:path';
 import type { BuildResult } from './types.js';
 
@@ -14,20 +14,11 @@ export class ResultCache {
   }
 
   async get(name: string, tag: string): Promise<BuildResult | null> {
-    try {
-      const r = JSON.parse(await readFile(this.file(name, tag), 'utf8')) as BuildResult;
-      return r.name === name && r.tag === tag ? r : null;
-    } catch {
-      return null;
-    }
+    const r = await readJson<BuildResult>(this.file(name, tag));
+    return r && r.name === name && r.tag === tag ? r : null;
   }
 
   async put(result: BuildResult): Promise<void> {
-    const file = this.file(result.name, result.tag);
-    await mkdir(path.dirname(file), { recursive: true });
-    // Write then rename: a crash never leaves half a result behind.
-    const tmp = `${file}.${process.pid}.tmp`;
-    await writeFile(tmp, JSON.stringify(result));
-    await rename(tmp, file);
+    await writeJson(this.file(result.name, result.tag), result);
   }
 }

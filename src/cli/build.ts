@@ -10,9 +10,12 @@ export const buildCommand: Command = {
   summary: 'build the environment with Nix, assemble its image and push it (nothing to do when it exists)',
   usage: `nixdocker build [--force] [--load] [--json]
 
-  --force   build even when the registry (or engine) already has the image
+  --force   build even when the registry (or engine) already has the image, and
+            run Nix again rather than reuse the result remembered for these inputs
   --load    load the image into the engine (DOCKER_HOST) instead of pushing it
-  --json    print the outcome as JSON`,
+  --json    print the outcome as JSON: status, reference, image (digest, layers,
+            durations), push counts, and the Nix result (packages, closure with
+            references and NAR sizes, derivations built)`,
   options: { force: { type: 'boolean' }, load: { type: 'boolean' }, json: { type: 'boolean' } },
   async run(ctx) {
     const config = await projectConfig(ctx);
@@ -33,7 +36,7 @@ export const buildCommand: Command = {
         const { status, identity } = outcome;
         const extra =
           outcome.status === 'built'
-            ? { image: outcome.image, nixCached: outcome.nixCached, built: outcome.built, layersBuilt: outcome.assembled.stats.layersBuilt, push: outcome.push ?? null }
+            ? { image: outcome.image, nixCached: outcome.nixCached, layersBuilt: outcome.assembled.stats.layersBuilt, push: outcome.push ?? null, result: outcome.result }
             : outcome.status === 'skipped'
               ? { reason: outcome.reason }
               : { where: outcome.where, durations: outcome.durations };
@@ -49,7 +52,7 @@ export const buildCommand: Command = {
       } else {
         const img = outcome.image;
         const s = outcome.assembled.stats;
-        out(`  ${outcome.nixCached ? 'Nix result remembered from an earlier build' : `Nix built ${outcome.built.length} derivation(s)`}`);
+        out(`  ${outcome.nixCached ? 'Nix result remembered from an earlier build' : `Nix built ${outcome.result.built.length} derivation(s)`}`);
         out(`  ${img.layers.length} layers, ${formatBytes(img.size)}; ${s.layersBuilt} layer(s) made, ${s.layersCached} from the cache`);
         out(`  ${img.destinations.includes('engine') ? 'loaded into the engine' : 'pushed'}; digest ${img.digest}`);
         out(`  phases: ${Object.entries(img.durations).map(([k, v]) => `${k} ${formatMs(v)}`).join(', ')}`);

@@ -1,6 +1,6 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import path from 'node:path';
+import { readJson, writeJson } from '../json-file.js';
 import { LAYOUT_VERSION } from '../format.js';
 import { GZIP_LEVEL, hasBlob } from './blob.js';
 
@@ -30,30 +30,16 @@ export class LayerCache {
   /** The cached layer, or undefined when unknown or when its blob file is missing. */
   async get(source: LayerSource): Promise<CachedLayer | undefined> {
     const text = sourceText(source);
-    let rec: Partial<CacheRecord>;
-    try {
-      rec = JSON.parse(await readFile(this.file(text), 'utf8')) as Partial<CacheRecord>;
-    } catch {
-      return undefined;
-    }
-    if (typeof rec.digest !== 'string' || typeof rec.diffId !== 'string' || typeof rec.size !== 'number' || rec.source !== text) return undefined;
+    const rec = await readJson<Partial<CacheRecord>>(this.file(text));
+    if (!rec || typeof rec.digest !== 'string' || typeof rec.diffId !== 'string' || typeof rec.size !== 'number' || rec.source !== text) return undefined;
     if (!(await hasBlob(this.cacheDir, rec.digest, rec.size))) return undefined;
     return { digest: rec.digest, diffId: rec.diffId, size: rec.size };
   }
 
   async put(source: LayerSource, layer: CachedLayer): Promise<void> {
     const text = sourceText(source);
-    const file = this.file(text);
-    await mkdir(path.dirname(file), { recursive: true });
-    const tmp = `${file}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
     const rec: CacheRecord = { digest: layer.digest, diffId: layer.diffId, size: layer.size, source: text };
-    try {
-      await writeFile(tmp, `${JSON.stringify(rec)}\n`);
-      await rename(tmp, file);
-    } catch (err) {
-      await rm(tmp, { force: true });
-      throw err;
-    }
+    await writeJson(this.file(text), rec);
   }
 
   private file(text: string): string {

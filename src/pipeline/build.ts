@@ -4,6 +4,7 @@ import { ContainerRunner } from '../build/container-runner.js';
 import { openRunner } from '../build/nix-build.js';
 import type { NixProgress } from '../build/nix.js';
 import type { NixRunner } from '../build/runner.js';
+import type { BuildResult } from '../build/types.js';
 import { hasImage, loadArchive } from '../engine/load.js';
 import { isAbortError, isUserError } from '../errors.js';
 import type { BuildTrigger, ImageDescription, PushReport } from '../hooks.js';
@@ -32,7 +33,7 @@ export interface BuildRequest {
 export type BuildOutcome =
   | { status: 'up-to-date'; identity: Identity; where: 'registry' | 'engine'; durations: Record<string, number> }
   | { status: 'skipped'; identity: Identity; reason: string }
-  | { status: 'built'; identity: Identity; image: ImageDescription; assembled: AssembledImage; nixCached: boolean; built: string[]; push?: PushReport };
+  | { status: 'built'; identity: Identity; image: ImageDescription; assembled: AssembledImage; nixCached: boolean; result: BuildResult; push?: PushReport };
 
 /**
  * One build, start to end: identity → registry (or engine) check → Nix →
@@ -120,7 +121,7 @@ export async function runBuild(p: Pipeline, req: BuildRequest): Promise<BuildOut
     await p.rememberInputs(id);
     phase = null;
     await hooks.imageReady.promise(desc);
-    return { status: 'built', identity: id, image: desc, assembled, nixCached: nix.cached, built: nix.result.built, push: p.pushReport(desc) };
+    return { status: 'built', identity: id, image: desc, assembled, nixCached: nix.cached, result: nix.result, push: p.pushReport(desc) };
   } catch (err) {
     const cancelled = req.signal?.aborted && (isAbortError(err) || err === req.signal.reason);
     if (!cancelled) {

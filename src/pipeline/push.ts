@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readJson, writeJson } from '../json-file.js';
 import path from 'node:path';
 import type { AssembledImage } from '../image/assemble.js';
 import { MEDIA_TYPE } from '../image/oci.js';
@@ -78,13 +78,7 @@ class BlobHomes {
 
   static async open(cacheDir: string, host: string): Promise<BlobHomes> {
     const file = path.join(cacheDir, 'registries', `${host.replace(/[^A-Za-z0-9.-]/g, '_')}.json`);
-    let map: Record<string, string> = {};
-    try {
-      map = JSON.parse(await readFile(file, 'utf8')) as Record<string, string>;
-    } catch {
-      // first push to this registry
-    }
-    return new BlobHomes(file, map);
+    return new BlobHomes(file, (await readJson<Record<string, string>>(file)) ?? {});
   }
 
   get(digest: string): string | undefined {
@@ -96,9 +90,6 @@ class BlobHomes {
   }
 
   async save(): Promise<void> {
-    await mkdir(path.dirname(this.file), { recursive: true });
-    const tmp = `${this.file}.${process.pid}.tmp`;
-    await writeFile(tmp, JSON.stringify(this.map));
-    await rename(tmp, this.file);
+    await writeJson(this.file, this.map);
   }
 }

@@ -11,8 +11,9 @@ const test = suite('builder (real podman + nix)');
 const VOLUME = `nixdocker-test-builder-${process.pid}`;
 
 interface BuildJson {
-  image: string;
-  cached: boolean;
+  reference: string;
+  nixCached: boolean;
+  image: { durations: Record<string, number> };
   result: {
     base: { name: string; outPath: string }[];
     user: { name: string; outPath: string }[];
@@ -30,7 +31,7 @@ async function buildJson(dir: string, extra: string[] = []): Promise<BuildJson> 
 
 const byName = (r: BuildJson['result'], name: string) => [...r.base, ...r.user].find((p) => p.name === name)!;
 
-if (await requireParts(test, ['engine', 'builder-image', 'nix'])) {
+if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
   test.after(async () => {
     await removeVolume(VOLUME);
     await cleanupProjects();
@@ -69,7 +70,9 @@ if (await requireParts(test, ['engine', 'builder-image', 'nix'])) {
     assert.ok(r.closure[greet]!.references.includes(busybox), 'greet → busybox');
     assert.equal(r.closure[data]!.references.filter((p) => p !== data), []);
     assert.ok(r.closure[data]!.narSize > 4_000_000, 'data is the large path');
-    for (const phase of ['evaluate', 'build', 'closure', 'hash']) assert.type(r.phases[phase], 'number', phase);
+    for (const phase of ['evaluate', 'build', 'closure']) assert.type(r.phases[phase], 'number', phase);
+    // --force skips the registry check, so it has no duration.
+    for (const phase of ['hash', 'evaluate', 'build', 'closure', 'assemble', 'push']) assert.type(out.image.durations[phase], 'number', phase);
     const ls = await inVolume(VOLUME, ['sh', '-c', `ls -d ${busybox} ${hello} ${data} ${greet} && ${hello}/bin/hello`]);
     assert.is(ls.exitCode, 0, ls.output);
     assert.match(ls.output, 'Hello from a nixdocker image');
@@ -85,7 +88,7 @@ if (await requireParts(test, ['engine', 'builder-image', 'nix'])) {
       `{ pkgs, ... }: [ pkgs.greet (pkgs.writeScriptBin "shout" "echo ${nonce} | tr a-z A-Z") ]\n`,
     );
     const second = await buildJson(dir);
-    assert.is.not(second.image, first.image);
+    assert.is.not(second.reference, first.reference);
     assert.is(second.result.built.length, 1, `built: ${second.result.built.join(', ')}`);
     assert.match(second.result.built[0]!, /-shout\.drv$/);
     const greet = byName(first.result, 'greet').outPath;
@@ -93,12 +96,15 @@ if (await requireParts(test, ['engine', 'builder-image', 'nix'])) {
     assert.is(check.exitCode, 0, check.output);
   });
 
-  test('a remembered result skips Nix; --force runs it again', async () => {
-    const dir = await offlineProject({ volume: VOLUME });
+  test('a remembered result skips Nix (a push, then --load); --force runs it again', async () => {
+    const unique = `{ pkgs, ... }: [ (pkgs.writeScriptBin "remember" "echo ${process.pid}${Date.now()}") ]\n`;
+    const dir = await offlineProject({ volume: VOLUME, files: { 'workdir/local.nix': unique } });
     await buildJson(dir, ['--force']);
-    const again = await runCli(['-C', dir, 'build'], { env: { DOCKER_HOST: process.env.DOCKER_HOST } });
+    const again = await runCli(['-C', dir, 'build', '--load'], { env: { DOCKER_HOST: process.env.DOCKER_HOST } });
     assert.is(again.exitCode, 0, again.stderr);
-    assert.match(again.stdout, 'remembered');
+    assert.match(again.stdout, 'Nix result remembered');
+    const forced = await buildJson(dir, ['--force', '--load']);
+    assert.is(forced.nixCached, false);
   });
 
   test('a syntax error names workdir/local.nix and the line, exit 1, no stack trace', async () => {
@@ -169,7 +175,7 @@ if (await requireParts(test, ['engine', 'builder-image', 'nix'])) {
     const rm = await runCli(['-C', dir, 'builder', 'rm', '--volume'], { env });
     assert.is(rm.exitCode, 0, rm.stderr);
     assert.match(rm.stdout, `volume  ${vol}: removed`);
-    const r = await runCli(['-C', dir, 'build'], { env });
+    const r = await runCli(['-C', dir, 'build', '--force'], { env });
     assert.is(r.exitCode, 1);
     assert.match(r.stderr, 'nixdocker builder create');
     assert.match(r.stderr, image);

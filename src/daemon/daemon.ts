@@ -1,0 +1,150 @@
+import type { Config } from '../config/types.js';
+import { isUserError } from '../errors.js';
+import { computeIdentity, type Identity } from '../identity.js';
+import type { Logger } from '../log.js';
+import { runBuild } from '../pipeline/build.js';
+import { Pipeline } from '../pipeline/pipeline.js';
+import { DaemonLock } from './lock.js';
+import { Scheduler, type SchedulerState } from './scheduler.js';
+import { StatusWriter } from './status.js';
+import { InputWatcher } from './watcher.js';
+
+export interface DaemonOptions {
+  /** Called with each phase for a live terminal line. */
+  onPhase?: (text: string) => void;
+}
+
+/**
+ * `nixdocker watch`: one per project (a lock), it watches the inputs, and
+ * through the scheduler builds each new identity once, newest wins. Every
+ * event is a log line with an `event` field, so scripts and benchmarks can
+ * follow it; the state file serves `nixdocker status`.
+ */
+export class Daemon {
+  private lock: DaemonLock | null = null;
+  private watcher: InputWatcher | null = null;
+  private scheduler: Scheduler<Identity> | null = null;
+  private pipeline: Pipeline | null = null;
+  private readonly status: StatusWriter;
+
+  constructor(
+    private readonly config: Config,
+    private readonly log: Logger,
+    private readonly opts: DaemonOptions = {},
+  ) {
+    this.status = new StatusWriter(config.cacheDir, config.projectDir);
+  }
+
+  /** The scheduler's state, for tests. */
+  get state(): SchedulerState {
+    return this.scheduler?.state ?? 'idle';
+  }
+
+  async start(): Promise<void> {
+    this.lock = await DaemonLock.acquire(this.config.cacheDir);
+    try {
+      this.pipeline = await Pipeline.create(this.config, this.log);
+      const p = this.pipeline;
+      p.hooks.buildPhase.tap('daemon', (buildId, phase) => {
+        this.opts.onPhase?.(`build ${buildId}: ${phase}…`);
+        void this.status.update((s) => {
+          if (s.building?.buildId === buildId) s.building.phase = phase;
+        });
+      });
+      p.hooks.buildLog.tap('daemon', (buildId, line) => this.log.debug({ buildId, nix: true }, line));
+
+      this.scheduler = new Scheduler<Identity>({
+        debounceMs: this.config.watch.debounceMs,
+        cancelSuperseded: this.config.watch.cancelSuperseded,
+        identify: () => computeIdentity(this.config),
+        same: (a, b) => a.image === b.image,
+        build: (job) => this.build(job.buildId, job.identity, job.changed, job.signal),
+        onError: (err) => this.report(err, null, 0),
+      });
+      this.scheduler.on('state', (state) => void this.status.update((s) => (s.state = state)));
+      this.scheduler.on('unchanged', (id) => this.log.debug({ event: 'unchanged', image: id.image }, `inputs changed but the image stays ${id.image}`));
+      this.scheduler.on('buildEnd', (e) => {
+        void this.status.update((s) => {
+          s.builds[e.outcome === 'ok' ? 'ok' : e.outcome]++;
+          s.building = null;
+        });
+        if (e.outcome === 'cancelled') this.log.info({ event: 'buildCancelled', buildId: e.buildId, image: e.identity.image }, `build ${e.buildId} cancelled: newer inputs arrived`);
+      });
+
+      this.watcher = new InputWatcher(this.config, (rel) => {
+        this.log.debug({ event: 'change', path: rel }, `changed: ${rel}`);
+        this.scheduler?.notify([rel]);
+      });
+      await this.watcher.start();
+      await this.status.update(() => {});
+      this.log.info({ event: 'watching', envDir: this.config.envDir, userConfig: this.config.userConfig }, `watching ${[this.config.envDir, ...this.config.userConfig].join(', ')}`);
+      this.scheduler.kick();
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  private async build(buildId: number, identity: Identity, changed: string[], signal: AbortSignal): Promise<void> {
+    const p = this.pipeline!;
+    await this.status.update((s) => {
+      s.current = identity.image;
+      s.building = { buildId, image: identity.image, phase: null, startedAt: new Date().toISOString() };
+    });
+    if (changed.length > 0) await p.hooks.inputsChanged.promise(changed);
+    this.log.info({ event: 'buildStart', buildId, image: identity.image, changed }, `build ${buildId}: ${identity.image}`);
+    let outcome;
+    try {
+      outcome = await runBuild(p, { buildId, identity, changed: changed.length > 0 ? changed : undefined, signal });
+    } catch (err) {
+      if (!signal.aborted) this.report(err, identity, buildId);
+      throw err;
+    }
+    const at = new Date().toISOString();
+    if (outcome.status === 'built') {
+      const d = outcome.image;
+      this.log.info(
+        { event: 'imageReady', buildId, image: d.image, digest: d.digest, durations: d.durations, layers: d.layers.length, size: d.size },
+        `image ready: ${d.image}`,
+      );
+      await this.status.update((s) => {
+        s.lastImage = { image: d.image, digest: d.digest, at, status: 'built' };
+        s.lastDurations = d.durations;
+        s.lastError = null;
+      });
+    } else if (outcome.status === 'up-to-date') {
+      this.log.info({ event: 'upToDate', buildId, image: identity.image }, `up to date: ${identity.image} is in the ${outcome.where}`);
+      await this.status.update((s) => {
+        s.lastImage = { image: identity.image, digest: null, at, status: 'up-to-date' };
+        s.lastDurations = outcome.durations;
+        s.lastError = null;
+      });
+    } else {
+      this.log.info({ event: 'buildSkipped', buildId, reason: outcome.reason }, `build ${buildId} skipped: ${outcome.reason}`);
+    }
+  }
+
+  /** A failed build: said once, kept in the status; the last good image stays. */
+  private report(err: unknown, identity: Identity | null, buildId: number): void {
+    const message = isUserError(err) ? err.format() : ((err as Error)?.stack ?? String(err));
+    this.log.error({ event: 'buildFailed', buildId, image: identity?.image ?? null }, `build failed: ${message}`);
+    void this.status.update((s) => {
+      s.lastError = { buildId, image: identity?.image ?? null, message, at: new Date().toISOString() };
+    });
+  }
+
+  /** Stops cleanly: the running build is cancelled (its container removed), plugins shut down. */
+  async stop(): Promise<void> {
+    await this.scheduler?.stop();
+    await this.watcher?.close();
+    await Promise.allSettled([this.pipeline?.shutdown()]);
+    await this.status.update((s) => {
+      s.state = 'stopping';
+      s.building = null;
+    });
+    await this.status.flush();
+    await this.lock?.release();
+    this.lock = null;
+    this.log.info({ event: 'stopped' }, 'stopped');
+  }
+}
