@@ -1,5 +1,4 @@
 import { EventEmitter } from 'node:events';
-import { isAbortError } from '../errors.js';
 
 /** The daemon's phases: what `status` shows and tests wait for. */
 export type SchedulerState = 'idle' | 'pending' | 'building' | 'stopping';
@@ -129,7 +128,8 @@ export class Scheduler<Id> extends EventEmitter<SchedulerEvents<Id>> {
         await this.opts.build({ buildId, identity, changed, signal: controller.signal });
       } catch (err) {
         error = err;
-        outcome = controller.signal.aborted && (isAbortError(err) || err === controller.signal.reason) ? 'cancelled' : controller.signal.aborted ? 'cancelled' : 'failed';
+        // Whatever a cancelled build throws on its way out, it was cancelled.
+        outcome = controller.signal.aborted ? 'cancelled' : 'failed';
       }
       if (outcome !== 'cancelled') this.settled = identity;
       this.running = null;
