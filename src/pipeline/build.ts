@@ -11,6 +11,7 @@ import type { BuildTrigger, ImageDescription, PushReport } from '../hooks.js';
 import { computeIdentity, repositoryPath, type Identity } from '../identity.js';
 import { assembleImage, type AssembledImage } from '../image/assemble.js';
 import { dockerArchiveStream } from '../image/docker-archive.js';
+import { ListingCache } from '../image/listing-cache.js';
 import { FsStoreReader, type StoreReader } from '../image/store-reader.js';
 import { nixStep } from './nix-step.js';
 import type { FailedPhase, Pipeline } from './pipeline.js';
@@ -89,13 +90,17 @@ export async function runBuild(p: Pipeline, req: BuildRequest): Promise<BuildOut
     Object.assign(durations, nix.cached ? {} : nix.result.phases);
 
     // A remembered Nix result needs the builder only if a layer is not cached: open it on first read.
-    const lazy = new LazyReader(async () => {
-      runner ??= await openRunner(config, id, docker, req.signal);
-      return readerFor(runner, config.cacheDir);
-    });
-    const assembled = await timed('assemble', () =>
-      assembleImage({ result: nix.result, settings: config.image, reader: lazy, cacheDir: config.cacheDir, signal: req.signal, log }),
+    const reader = new ListingCache(
+      new LazyReader(async () => {
+        runner ??= await openRunner(config, id, docker, req.signal);
+        return readerFor(runner, config.cacheDir);
+      }),
+      config.cacheDir,
     );
+    const assembled = await timed('assemble', () =>
+      assembleImage({ result: nix.result, settings: config.image, reader, cacheDir: config.cacheDir, signal: req.signal, log }),
+    );
+    await reader.save();
     await runner?.close();
     runner = null;
 
