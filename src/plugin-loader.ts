@@ -38,7 +38,12 @@ export async function loadPlugins(config: Config): Promise<LoadedPlugin[]> {
         { cause: err },
       );
     }
-    const plugin = await instantiate((mod.default ?? mod) as PluginModule, options);
+    let plugin: Plugin;
+    try {
+      plugin = await instantiate((mod.default ?? mod) as PluginModule, options);
+    } catch (err) {
+      throw new UserError(`The plugin ${where} did not start: ${(err as Error).message}`, 'fix its options in the config (docs/plugins.md lists them for the built-ins)', { cause: err });
+    }
     if (!plugin || typeof plugin.apply !== 'function' || typeof plugin.name !== 'string') {
       throw new UserError(`The plugin ${where} is not a plugin: its default export must have a name and an apply(hooks, context) method.`, 'see docs/plugins.md');
     }

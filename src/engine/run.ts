@@ -41,6 +41,7 @@ export async function runContainer(docker: Docker, spec: RunSpec): Promise<numbe
   const stdout = spec.stdout ?? process.stdout;
   const stderr = spec.stderr ?? process.stderr;
   const stdin = spec.stdin ?? process.stdin;
+  spec.signal?.throwIfAborted();
   let container: Docker.Container;
   try {
     container = await docker.createContainer({
@@ -104,6 +105,8 @@ export async function runContainer(docker: Docker, spec: RunSpec): Promise<numbe
     }
     const onAbort = () => void container.kill().catch(() => {});
     spec.signal?.addEventListener('abort', onAbort, { once: true });
+    // A cancel that came during create, attach or start must still stop it.
+    if (spec.signal?.aborted) onAbort();
     try {
       const { StatusCode } = (await container.wait()) as { StatusCode: number };
       // The last output can trail the exit by a moment.

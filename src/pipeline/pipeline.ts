@@ -1,12 +1,12 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
+import { collectGarbage } from '../build/garbage.js';
 import type { BuildPhase } from '../build/types.js';
 import type { Config } from '../config/types.js';
 import { connectEngine } from '../engine/engine.js';
-import { imageWorkingDir, runContainer } from '../engine/run.js';
+import { imageWorkingDir, pullImage, runContainer } from '../engine/run.js';
 import {
   createHooks,
   isolatePlugins,
@@ -19,6 +19,7 @@ import {
 } from '../hooks.js';
 import type { Identity, InputFile } from '../identity.js';
 import type { Logger } from '../log.js';
+import { readJson, writeJson } from '../json-file.js';
 import { loadPlugins } from '../plugin-loader.js';
 import { RegistryClient } from '../registry/index.js';
 import { repositoryPath } from '../identity.js';
@@ -140,6 +141,15 @@ export class Pipeline {
           labels: { 'org.nixdocker.project': this.config.projectDir },
         });
       },
+      reportCommand: (result) => this.hooks.commandFinished.promise(result),
+      pull: (image) => pullImage(this.engine(), image),
+      registry: () => this.registryClient(),
+      engine: () => this.engine(),
+      collectGarbage: async (keep, signal) => {
+        if (this.config.builder.mode !== 'container') throw new Error('Nix garbage is collected only in the builder container (builder.mode "container")');
+        const target = { image: this.config.builder.image, volume: this.config.builder.volume };
+        return collectGarbage(this.engine(), target, { cacheDir: this.config.cacheDir, projectDir: this.config.projectDir, keep, signal });
+      },
     };
   }
 
@@ -169,19 +179,3 @@ export class Pipeline {
 }
 
 export type FailedPhase = BuildPhase | 'assemble' | 'push' | 'load';
-
-async function readJson<T>(file: string): Promise<T | null> {
-  try {
-    return JSON.parse(await readFile(file, 'utf8')) as T;
-  } catch {
-    return null;
-  }
-}
-
-export async function writeJson(file: string, value: unknown): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, JSON.stringify(value));
-  await rename(tmp, file);
-}
-

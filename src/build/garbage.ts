@@ -1,0 +1,28 @@
+import { createHash } from 'node:crypto';
+import type Docker from 'dockerode';
+import { runInBuilder } from './builder.js';
+import type { BuilderTarget } from './container-runner.js';
+import { ResultCache } from './result-cache.js';
+
+/**
+ * Runs nix-collect-garbage in the builder after rooting the Nix outputs of
+ * the images to keep. Builds register no GC roots, so the roots are made
+ * here: one directory per project (a hash of its path), rewritten each time,
+ * so other projects' roots on a shared volume stay as they are.
+ */
+export async function collectGarbage(
+  docker: Docker,
+  target: BuilderTarget,
+  opts: { cacheDir: string; projectDir: string; keep: { name: string; tag: string }[]; signal?: AbortSignal },
+): Promise<{ exitCode: number; output: string }> {
+  const results = new ResultCache(opts.cacheDir);
+  const outs = new Set<string>();
+  for (const { name, tag } of opts.keep) {
+    const r = await results.get(name, tag);
+    for (const pkg of [...(r?.base ?? []), ...(r?.user ?? [])]) outs.add(pkg.outPath);
+  }
+  const roots = `/nix/var/nix/gcroots/nixdocker/${createHash('sha256').update(opts.projectDir).digest('hex').slice(0, 16)}`;
+  // Paths are arguments of the script, never pasted into it.
+  const script = 'r=$1; shift; rm -rf "$r" && mkdir -p "$r" || exit 1; i=0; for p in "$@"; do i=$((i+1)); ln -s "$p" "$r/$i" || exit 1; done; exec nix-collect-garbage';
+  return runInBuilder(docker, target, ['sh', '-c', script, 'sh', roots, ...outs], opts.signal);
+}
