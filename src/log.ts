@@ -1,5 +1,9 @@
 import { pino, type Logger, type Level } from 'pino';
-import pretty from 'pino-pretty';
+import type pretty from 'pino-pretty';
+import { lazy } from './lazy.js';
+
+// Only terminals get pretty lines; JSON output never loads it.
+const prettyStream = lazy<typeof pretty>('pino-pretty');
 
 export type { Logger };
 
@@ -25,7 +29,7 @@ export function createLogger(opts: LogOptions = {}): Logger {
     redact: { paths: ['authorization', '*.authorization', 'password', '*.password', 'auth', '*.auth', 'token', '*.token'], censor: '[redacted]' },
   };
   if (!opts.json && isTTY) {
-    return pino(base, pretty({ destination: stream, sync: true, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' }));
+    return pino(base, prettyStream()({ destination: stream, sync: true, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' }));
   }
   const fd = (stream as { fd?: unknown }).fd;
   return pino(base, typeof fd === 'number' ? pino.destination({ dest: fd, sync: true }) : (stream as NodeJS.WritableStream & { write(s: string): boolean }));

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type Docker from 'dockerode';
-import tarStream from 'tar-stream';
+import { tarStream } from '../tar-stream.js';
 import { comparePaths, compareNames } from '../image/tar.js';
 import { normalizeTar, STORE_DIR, storePathName, type StoreDirEntry, type StoreReader } from '../image/store-reader.js';
 import type { TarEntryIn } from '../image/tar.js';
@@ -51,7 +51,7 @@ export class ContainerStoreReader implements StoreReader {
 
 /** The archive's top entry and its direct children; file contents are skipped. */
 async function readListing(stream: Readable, base: string): Promise<{ top: StoreDirEntry | null; children: StoreDirEntry[] }> {
-  const extract = tarStream.extract();
+  const extract = tarStream().extract();
   stream.pipe(extract);
   let top: StoreDirEntry | null = null;
   const children: StoreDirEntry[] = [];

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { pack } from 'tar-stream';
+import { tarStream } from '../tar-stream.js';
 import type { Config } from '../config/types.js';
 import { NIX_DIR, NIX_ENTRY_FILES } from '../format.js';
 import type { Identity } from '../identity.js';
@@ -35,7 +35,7 @@ export function nixManifest(config: Config): string {
 
 /** A tar of the staged files for the engine's archive API. */
 export async function stagedTar(files: StagedFile[]): Promise<Buffer> {
-  const p = pack();
+  const p = tarStream().pack();
   const chunks: Buffer[] = [];
   p.on('data', (c: unknown) => chunks.push(c as Buffer));
   const done = new Promise<void>((resolve, reject) => {

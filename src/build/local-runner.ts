@@ -1,7 +1,6 @@
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { execa } from 'execa';
 import { UserError } from '../errors.js';
 import type { StagedFile } from './inputs.js';
 import { LineSplitter, type NixRunner, type RunOptions, type RunResult } from './runner.js';
@@ -25,6 +24,7 @@ export class LocalRunner implements NixRunner {
 
   async run(cmd: string[], opts: RunOptions): Promise<RunResult> {
     const err = new LineSplitter(opts.onStderrLine);
+    const { execa } = await import('execa');
     const child = execa(cmd[0]!, cmd.slice(1), {
       reject: false,
       cancelSignal: opts.signal,

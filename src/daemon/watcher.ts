@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { watch, type FSWatcher } from 'chokidar';
+import type { FSWatcher } from 'chokidar';
 import type { Config } from '../config/types.js';
 import { isIgnoredDir, isIgnoredFile } from '../ignore.js';
 
@@ -37,6 +37,7 @@ export class InputWatcher {
       const parts = rel.slice(envDir.length + 1).split('/');
       return !parts.some(isIgnoredDir) && !isIgnoredFile(parts[parts.length - 1]!);
     };
+    const { watch } = await import('chokidar');
     this.watcher = watch(projectDir, {
       ignoreInitial: true,
       ignored: (p: string) => !relevant(p),

@@ -1,7 +1,10 @@
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
+import { lazy } from '../lazy.js';
 import { UserError } from '../errors.js';
 
 export type { Docker };
+
+const dockerode = lazy<typeof Docker>('dockerode');
 
 /** Where the engine is, for messages: DOCKER_HOST or the default socket. */
 export function engineAddress(env: NodeJS.ProcessEnv = process.env): string {
@@ -14,7 +17,7 @@ export function engineAddress(env: NodeJS.ProcessEnv = process.env): string {
  */
 export function connectEngine(): Docker {
   try {
-    return new Docker();
+    return new (dockerode())();
   } catch (err) {
     throw new UserError(`DOCKER_HOST=${process.env.DOCKER_HOST} is not a valid engine address: ${(err as Error).message}`, 'use unix:///path/to.sock, tcp://host:port or ssh://user@host');
   }

@@ -3,7 +3,8 @@ import { lstat, mkdir, mkdtemp, readdir, readlink, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import tarStream, { type Extract } from 'tar-stream';
+import type { Extract } from 'tar-stream';
+import { tarStream } from '../tar-stream.js';
 import { checkImagePath, comparePaths, compareNames, type TarEntryIn } from './tar.js';
 
 /** Where store paths live inside the image. */
@@ -149,7 +150,7 @@ export function normalizeTar(input: Readable, opts: NormalizeTarOptions): AsyncG
   checkImagePath(opts.parent);
   // Attach everything now, not at the first `next()`: tar-stream drops entries
   // that arrive before its iterator exists, and an unread stream may be gone.
-  const extract = tarStream.extract();
+  const extract = tarStream().extract();
   const members = extract[Symbol.asyncIterator]();
   input.on('error', (err) => extract.destroy(err));
   input.pipe(extract);

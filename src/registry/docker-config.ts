@@ -6,7 +6,6 @@
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { execa } from 'execa';
 import { UserError } from '../errors.js';
 import type { Credentials } from './types.js';
 
@@ -102,6 +101,7 @@ const HELPER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 async function runHelper(name: string, serverUrl: string, env: NodeJS.ProcessEnv, source: string): Promise<Credentials | null> {
   const program = `docker-credential-${name}`;
   if (!HELPER_NAME.test(name)) throw new UserError(`The docker config ${source} names a credential helper "${name}" that is not a plain program name.`, 'fix the docker config file');
+  const { execa } = await import('execa');
   const r = await execa(program, ['get'], { input: serverUrl, env, extendEnv: false, reject: false, timeout: 30_000, stripFinalNewline: true });
   if (r.failed && (r as { code?: string }).code === 'ENOENT') {
     throw new UserError(`The docker config ${source} uses the credential helper ${program}, which is not on PATH.`, `install ${program}, or remove it from the docker config file`);
