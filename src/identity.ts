@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readdir, readFile, realpath } from 'node:fs/promises';
+import { open, readdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from './config/types.js';
 import { UserError } from './errors.js';
@@ -115,18 +115,38 @@ async function hashFiles(root: string, files: string[], role: InputFile['role'])
   const out = new Array<InputFile>(files.length);
   let next = 0;
   const worker = async () => {
+    // One buffer per worker, reused for every file: hashing a thousand files
+    // then costs no more memory than hashing one (the daemon hashes often).
+    const buf = Buffer.allocUnsafe(CHUNK);
     while (next < files.length) {
       const i = next++;
       const rel = files[i]!;
-      let bytes: Buffer;
       try {
-        bytes = await readFile(path.join(root, rel));
+        out[i] = { path: rel, role, ...(await hashFile(path.join(root, rel), buf)) };
       } catch (err) {
         throw new UserError(`Cannot read the input file ${rel}: ${(err as Error).message}`, `restore ${rel}, or remove it from the configuration`);
       }
-      out[i] = { path: rel, role, sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length };
     }
   };
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, files.length) }, worker));
   return out;
+}
+
+const CHUNK = 256 * 1024;
+
+async function hashFile(file: string, buf: Buffer): Promise<{ sha256: string; size: number }> {
+  const h = createHash('sha256');
+  const fh = await open(file, 'r');
+  let size = 0;
+  try {
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      h.update(buf.subarray(0, bytesRead));
+      size += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+  return { sha256: h.digest('hex'), size };
 }

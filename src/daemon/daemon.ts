@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import { runBuild } from '../pipeline/build.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { DaemonLock } from './lock.js';
+import { collectIdleGarbage } from './memory.js';
 import { Scheduler, type SchedulerState } from './scheduler.js';
 import { StatusWriter } from './status.js';
 import { InputWatcher } from './watcher.js';
@@ -61,7 +62,10 @@ export class Daemon {
         build: (job) => this.build(job.buildId, job.identity, job.changed, job.signal),
         onError: (err) => this.report(err, null, 0),
       });
-      this.scheduler.on('state', (state) => void this.status.update((s) => (s.state = state)));
+      this.scheduler.on('state', (state) => {
+        void this.status.update((s) => (s.state = state));
+        if (state === 'idle') this.scheduleIdleGc();
+      });
       this.scheduler.on('unchanged', (id) => this.log.debug({ event: 'unchanged', image: id.image }, `inputs changed but the image stays ${id.image}`));
       this.scheduler.on('buildEnd', (e) => {
         void this.status.update((s) => {
@@ -83,6 +87,18 @@ export class Daemon {
       await this.stop();
       throw err;
     }
+  }
+
+  private idleGc: NodeJS.Timeout | null = null;
+
+  /** Gives memory back a moment after the daemon went idle (see memory.ts). */
+  private scheduleIdleGc(): void {
+    if (this.idleGc) clearTimeout(this.idleGc);
+    this.idleGc = setTimeout(() => {
+      this.idleGc = null;
+      if (this.scheduler?.state === 'idle') collectIdleGarbage();
+    }, 2000);
+    this.idleGc.unref();
   }
 
   private async build(buildId: number, identity: Identity, changed: string[], signal: AbortSignal): Promise<void> {
@@ -135,6 +151,7 @@ export class Daemon {
 
   /** Stops cleanly: the running build is cancelled (its container removed), plugins shut down. */
   async stop(): Promise<void> {
+    if (this.idleGc) clearTimeout(this.idleGc);
     await this.scheduler?.stop();
     await this.watcher?.close();
     await Promise.allSettled([this.pipeline?.shutdown()]);
