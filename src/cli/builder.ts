@@ -28,7 +28,7 @@ export const builderCommand: Command = {
     switch (sub) {
       case 'create': {
         const r = await createBuilder(docker, target, { fromTarball: ctx.values['from-tarball'] as string | undefined, log: ctx.log, signal: ctx.signal });
-        out(`image   ${target.image}: ${r.image === 'exists' ? 'present, left as is' : 'pulled'}`);
+        out(`image   ${target.image}: ${r.image === 'exists' ? 'present, left as is' : ctx.values['from-tarball'] ? 'loaded from the tarball' : 'pulled'}`);
         out(`volume  ${target.volume}: ${r.volume === 'exists' ? 'present, left as is' : 'created'}`);
         out(`nix     ${r.nixVersion}`);
         return 0;

@@ -182,6 +182,28 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
     await docker.getImage(BUILDER_IMAGE).inspect(); // the shared image is still there
   });
 
+  test('builder create --from-tarball loads a saved builder image', async () => {
+    const docker = new Docker();
+    const tag = `tarball-${process.pid}`;
+    const image = `localhost/nixdocker-test-builder:${tag}`;
+    await docker.getImage(BUILDER_IMAGE).tag({ repo: 'localhost/nixdocker-test-builder', tag });
+    const dir = await offlineProject({ volume: VOLUME, image });
+    const tarball = path.join(dir, 'builder.tar');
+    const { createWriteStream } = await import('node:fs');
+    const { pipeline } = await import('node:stream/promises');
+    await pipeline((await docker.getImage(image).get()) as unknown as NodeJS.ReadableStream, createWriteStream(tarball));
+    await docker.getImage(image).remove();
+    const env = { DOCKER_HOST: process.env.DOCKER_HOST };
+    const r = await runCli(['-C', dir, 'builder', 'create', '--from-tarball', tarball], { env });
+    assert.is(r.exitCode, 0, r.stderr);
+    assert.match(r.stdout, `image   ${image}: loaded from the tarball`);
+    await docker.getImage(image).inspect();
+    await docker.getImage(image).remove();
+    const missing = await runCli(['-C', dir, 'builder', 'create', '--from-tarball', path.join(dir, 'nope.tar')], { env });
+    assert.is(missing.exitCode, 1);
+    assert.match(missing.stderr, 'nope.tar');
+  });
+
   test('an unreachable engine is a clear error', async () => {
     const dir = await offlineProject({ volume: VOLUME });
     const r = await runCli(['-C', dir, 'build', '--force'], { env: { DOCKER_HOST: 'unix:///nonexistent/podman.sock' } });

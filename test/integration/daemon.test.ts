@@ -81,6 +81,24 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
     assert.equal(after.filter((t) => !before.includes(t)), [final.split(':').pop()]);
   });
 
+  test('an editor that deletes and re-creates the file (atomic save) still triggers the build', async () => {
+    const dir = await project();
+    const w = await started(dir);
+    const mark = w.events.length;
+    const file = path.join(dir, 'workdir/local.nix');
+    const { rename, unlink } = await import('node:fs/promises');
+    await writeFile(`${file}.tmp`, local(`atomic${process.pid}`));
+    await rename(`${file}.tmp`, file);
+    const ready = await w.event('imageReady', 120_000, mark);
+    assert.is(ready.image, await hashOf(dir));
+    const mark2 = w.events.length;
+    await unlink(file);
+    await new Promise((r) => setTimeout(r, 50));
+    await writeFile(file, local(`recreated${process.pid}`));
+    const again = await w.event('imageReady', 120_000, mark2);
+    assert.is(again.image, await hashOf(dir));
+  });
+
   test('touching a file or saving the same bytes builds nothing', async () => {
     const dir = await project();
     const w = await started(dir);

@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdir, writeFile, readdir } from 'node:fs/promises';
+import { mkdir, writeFile, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { BIN, cleanupProjects, runCli } from '../helpers/project.js';
@@ -99,6 +99,21 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
     assert.is(third.push!.uploaded, changed.length + 1, 'changed layers + config');
     // The registry keeps manifests as blobs too: one more for the new manifest.
     assert.is((await storedBlobs(reg.dataDir)).length, blobsAfterFirst + third.push!.uploaded + 1);
+  });
+
+  test('a second environment mounts the layers it shares from the first repository instead of uploading them', async () => {
+    const reg = await startRegistry();
+    const a = await offlineProject({ volume: VOLUME, config: { registry: { host: reg.host } } });
+    const first = await build(a, ['--force']);
+    // Another env (another repository name) with the same packages: same store layers.
+    const b = await offlineProject({ volume: VOLUME, config: { registry: { host: reg.host }, cacheDir: '../shared-cache' } });
+    await writeFile(path.join(b, 'env/notes.txt'), 'a second environment\n');
+    await writeFile(path.join(a, '.nixdockerrc.json'), JSON.stringify({ ...JSON.parse(await readFile(path.join(a, '.nixdockerrc.json'), 'utf8')), cacheDir: '../shared-cache' }));
+    await build(a, ['--force']);
+    const second = await build(b);
+    assert.is.not(second.reference.split(':')[1], first.reference.split(':')[1]);
+    assert.ok(second.push!.mounted >= 3, `mounted ${second.push!.mounted}`);
+    assert.is(second.push!.uploaded, second.image!.layers.length + 1 - second.push!.mounted - second.push!.skipped);
   });
 
   test('two machines agree: the same inputs give the same manifest digest with empty caches', async () => {
