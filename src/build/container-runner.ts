@@ -20,8 +20,18 @@ export interface BuilderTarget {
  * close or cancel, which stops every Nix process in it.
  */
 export class ContainerRunner implements NixRunner {
-  readonly root = ROOT;
+  private stagings = 0;
   private closed = false;
+
+  /** Each staging gets a folder of its own, so a reused container never mixes two builds' inputs. */
+  get root(): string {
+    return `${ROOT}/${this.stagings}`;
+  }
+
+  /** False once closed or cancelled (the container is gone). */
+  get usable(): boolean {
+    return !this.closed;
+  }
 
   private constructor(
     private readonly docker: Docker,
@@ -46,14 +56,24 @@ export class ContainerRunner implements NixRunner {
     const runner = new ContainerRunner(docker, container);
     try {
       await container.start();
-      const tar = await stagedTar(files.map((f) => ({ ...f, path: `${ROOT.slice(1)}/${f.path}` })));
-      await container.putArchive(tar, { path: '/' });
-      signal?.throwIfAborted();
+      await runner.stage(files, signal);
     } catch (err) {
       await runner.close();
       throw err;
     }
     return runner;
+  }
+
+  /**
+   * Copies a build's inputs in (the archive API, so a remote engine works).
+   * The daemon keeps one runner warm and stages each build into it: an exec
+   * into a running container costs ~0.05 s, a new container ~0.5 s.
+   */
+  async stage(files: StagedFile[], signal?: AbortSignal): Promise<void> {
+    this.stagings++;
+    const tar = await stagedTar(files.map((f) => ({ ...f, path: `${this.root.slice(1)}/${f.path}` })));
+    await this.container.putArchive(tar, { path: '/' });
+    signal?.throwIfAborted();
   }
 
   async run(cmd: string[], opts: RunOptions): Promise<RunResult> {

@@ -3,7 +3,7 @@ import type { Config } from '../config/types.js';
 import type { Identity } from '../identity.js';
 import type { Logger } from '../log.js';
 import { ContainerRunner } from './container-runner.js';
-import { nixManifest, stageInputs } from './inputs.js';
+import { nixManifest, type StagedFile } from './inputs.js';
 import { LocalRunner } from './local-runner.js';
 import { evaluate, queryClosure, realise, type NixProgress } from './nix.js';
 import type { NixRunner } from './runner.js';
@@ -19,9 +19,8 @@ export interface NixBuildOptions {
   onPhase?: (phase: BuildPhase) => void;
 }
 
-/** Opens the runner of the configured mode with the identity's inputs staged. */
-export async function openRunner(config: Config, identity: Identity, docker: Docker | null, signal?: AbortSignal): Promise<NixRunner> {
-  const files = await stageInputs(config, identity);
+/** Opens the runner of the configured mode with the inputs staged. */
+export async function openRunner(config: Config, files: StagedFile[], docker: Docker | null, signal?: AbortSignal): Promise<NixRunner> {
   if (config.builder.mode === 'local') return LocalRunner.open(files);
   if (!docker) throw new Error('container mode needs an engine client');
   return ContainerRunner.open(docker, { image: config.builder.image, volume: config.builder.volume }, files, signal);

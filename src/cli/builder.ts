@@ -42,7 +42,8 @@ export const builderCommand: Command = {
         out(`image   ${s.image.name}: ${s.image.present ? `present (${s.image.id?.slice(7, 19)}, ${formatBytes(s.image.size ?? 0)})` : 'missing (run `nixdocker builder create`)'}`);
         out(`volume  ${s.volume.name}: ${s.volume.present ? 'present' : 'missing (run `nixdocker builder create`)'}`);
         if (s.volume.storeBytes !== undefined) out(`store   ${formatBytes(s.volume.storeBytes)} in ${s.volume.storePaths} paths`);
-        out(`builds  ${s.running.length === 0 ? 'none running' : s.running.map((c) => c.id).join(', ')}`);
+        // A running daemon keeps one builder container between builds, so one here may be idle.
+        out(`builds  ${s.running.length === 0 ? 'no builder container running' : `builder container(s) up: ${s.running.map((c) => c.id).join(', ')}`}`);
         return 0;
       }
       case 'rm': {

@@ -46,6 +46,8 @@ export class Daemon {
     try {
       this.pipeline = await Pipeline.create(this.config, this.log);
       const p = this.pipeline;
+      // Builds follow one another: keep the builder container between them.
+      p.keepWarm = true;
       p.hooks.buildPhase.tap('daemon', (buildId, phase) => {
         this.opts.onPhase?.(`build ${buildId}: ${phase}…`);
         void this.status.update((s) => {

@@ -1,7 +1,6 @@
 import path from 'node:path';
 import { ContainerStoreReader } from '../build/container-store-reader.js';
 import { ContainerRunner } from '../build/container-runner.js';
-import { openRunner } from '../build/nix-build.js';
 import type { NixProgress } from '../build/nix.js';
 import type { NixRunner } from '../build/runner.js';
 import type { BuildResult } from '../build/types.js';
@@ -74,8 +73,9 @@ export async function runBuild(p: Pipeline, req: BuildRequest): Promise<BuildOut
     const veto = await hooks.beforeBuild.promise(trigger);
     if (veto) return { status: 'skipped', identity: id, reason: veto.reason };
 
-    const docker = config.builder.mode === 'container' ? p.engine() : null;
-    const nix = await nixStep(config, id, docker, {
+    const open = async () => (runner ??= await p.acquireRunner(id, req.signal));
+    const nix = await nixStep(config, id, {
+      open,
       log,
       signal: req.signal,
       force: req.force,
@@ -86,22 +86,18 @@ export async function runBuild(p: Pipeline, req: BuildRequest): Promise<BuildOut
       },
       onProgress: req.onProgress,
     });
-    runner = nix.runner;
     Object.assign(durations, nix.cached ? {} : nix.result.phases);
 
     // A remembered Nix result needs the builder only if a layer is not cached: open it on first read.
     const reader = new ListingCache(
-      new LazyReader(async () => {
-        runner ??= await openRunner(config, id, docker, req.signal);
-        return readerFor(runner, config.cacheDir);
-      }),
+      new LazyReader(async () => readerFor(await open(), config.cacheDir)),
       config.cacheDir,
     );
     const assembled = await timed('assemble', () =>
       assembleImage({ result: nix.result, settings: config.image, reader, cacheDir: config.cacheDir, signal: req.signal, log }),
     );
     await reader.save();
-    await runner?.close();
+    if (runner) await p.releaseRunner(runner);
     runner = null;
 
     const desc: ImageDescription = {
@@ -135,7 +131,7 @@ export async function runBuild(p: Pipeline, req: BuildRequest): Promise<BuildOut
     }
     throw cancelled ? req.signal!.reason ?? err : err;
   } finally {
-    await (runner as NixRunner | null)?.close();
+    if (runner) await p.releaseRunner(runner);
   }
 }
 

@@ -1,5 +1,4 @@
-import type Docker from 'dockerode';
-import { openRunner, runNixBuild, type NixBuildOptions } from '../build/nix-build.js';
+import { runNixBuild, type NixBuildOptions } from '../build/nix-build.js';
 import { ResultCache } from '../build/result-cache.js';
 import type { NixRunner } from '../build/runner.js';
 import type { BuildResult } from '../build/types.js';
@@ -10,7 +9,7 @@ export interface NixStepResult {
   result: BuildResult;
   /** True when the result came from the cache and Nix did not run. */
   cached: boolean;
-  /** The open runner (to read store paths through); null when cached. Close it. */
+  /** The runner Nix ran in (to read store paths through); null when cached. */
   runner: NixRunner | null;
 }
 
@@ -22,21 +21,16 @@ export interface NixStepResult {
 export async function nixStep(
   config: Config,
   identity: Identity,
-  docker: Docker | null,
-  opts: NixBuildOptions & { force?: boolean },
+  opts: NixBuildOptions & { force?: boolean; open: () => Promise<NixRunner> },
 ): Promise<NixStepResult> {
   const cache = new ResultCache(config.cacheDir);
   if (!opts.force) {
     const hit = await cache.get(identity.name, identity.tag);
     if (hit) return { result: hit, cached: true, runner: null };
   }
-  const runner = await openRunner(config, identity, docker, opts.signal);
-  try {
-    const result = await runNixBuild(runner, config, identity, opts);
-    await cache.put(result);
-    return { result, cached: false, runner };
-  } catch (err) {
-    await runner.close();
-    throw err;
-  }
+  // The caller owns the runner (open() records it) and releases it, also on failure.
+  const runner = await opts.open();
+  const result = await runNixBuild(runner, config, identity, opts);
+  await cache.put(result);
+  return { result, cached: false, runner };
 }

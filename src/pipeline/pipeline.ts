@@ -2,7 +2,11 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
+import { ContainerRunner } from '../build/container-runner.js';
+import { stageInputs } from '../build/inputs.js';
 import { collectGarbage } from '../build/garbage.js';
+import { openRunner } from '../build/nix-build.js';
+import type { NixRunner } from '../build/runner.js';
 import type { BuildPhase } from '../build/types.js';
 import type { Config } from '../config/types.js';
 import { connectEngine } from '../engine/engine.js';
@@ -36,6 +40,9 @@ export class Pipeline {
   private docker: Docker | null = null;
   private registry: RegistryClient | null = null;
   private pushPlugin = false;
+  /** The daemon keeps one builder container between builds (see ContainerRunner.stage). */
+  keepWarm = false;
+  private warm: ContainerRunner | null = null;
   /** The assembled image of each ImageDescription and its build's signal, for push. */
   private readonly assembled = new WeakMap<ImageDescription, { image: AssembledImage; signal?: AbortSignal; report?: PushReport }>();
 
@@ -173,8 +180,37 @@ export class Pipeline {
     return path.join(this.config.cacheDir, 'state', name);
   }
 
+  /** A runner with the identity's inputs staged: the warm one when there is one, else a new one. */
+  async acquireRunner(identity: Identity, signal?: AbortSignal): Promise<NixRunner> {
+    const files = await stageInputs(this.config, identity);
+    const warm = this.warm;
+    this.warm = null;
+    if (warm?.usable) {
+      try {
+        await warm.stage(files, signal);
+        return warm;
+      } catch (err) {
+        await warm.close(); // gone or broken: a new one below
+        if (signal?.aborted) throw err;
+      }
+    }
+    const docker = this.config.builder.mode === 'container' ? this.engine() : null;
+    return openRunner(this.config, files, docker, signal);
+  }
+
+  /** Keeps a usable container runner warm for the next build (daemon only); closes anything else. */
+  async releaseRunner(runner: NixRunner): Promise<void> {
+    if (this.keepWarm && runner instanceof ContainerRunner && runner.usable && !this.warm) {
+      this.warm = runner;
+      return;
+    }
+    if (runner !== this.warm) await runner.close();
+  }
+
   async shutdown(): Promise<void> {
     await this.hooks.shutdown.promise();
+    await this.warm?.close();
+    this.warm = null;
   }
 }
 

@@ -65,7 +65,9 @@ export class WatchProcess {
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<{ exitCode: number | undefined; ms: number }> {
     const t0 = Date.now();
     this.child.kill(signal);
-    const r = await this.child;
+    // Bounded: a daemon that ignores the signal is killed after 30 s.
+    const guard = setTimeout(() => this.child.kill('SIGKILL'), 30_000);
+    const r = await this.child.finally(() => clearTimeout(guard));
     return { exitCode: r.exitCode, ms: Date.now() - t0 };
   }
 }

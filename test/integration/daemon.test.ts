@@ -53,7 +53,8 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
     assert.is(r.exitCode, 0, r.stderr);
   });
   test.after.each(async () => {
-    await Promise.all(watchers.splice(0).map((w) => w.stop('SIGKILL')));
+    // Graceful, so each daemon removes its warm builder container before the next test counts them.
+    await Promise.all(watchers.splice(0).map((w) => w.stop('SIGTERM')));
   });
   test.after(async () => {
     await stopRegistries();
@@ -116,13 +117,18 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
     const mark = w.events.length;
     await writeFile(path.join(dir, 'workdir/local.nix'), slow(30));
     await w.waitFor((e) => e.event === undefined && typeof e.msg === 'string' && e.msg.startsWith("building '"), 60_000, mark);
+    const building = await leftoverContainers(VOLUME);
+    assert.is(building.length, 1, 'one builder container runs the slow build');
     await writeFile(path.join(dir, 'workdir/local.nix'), local(`newest${process.pid}`));
     const ready = await w.event('imageReady', 120_000, mark);
     assert.is(ready.image, await hashOf(dir));
     assert.is(w.count('buildCancelled', mark), 1);
     assert.is(w.count('buildStart', mark), 2);
     assert.is(w.count('imageReady', mark), 1, 'the cancelled build never announced itself');
-    assert.equal(await leftoverContainers(VOLUME), []);
+    // Cancelling killed the container Nix ran in; the daemon keeps at most one warm builder.
+    const after = await leftoverContainers(VOLUME);
+    assert.not.ok(after.includes(building[0]!), 'the cancelled build\'s container is gone');
+    assert.ok(after.length <= 1);
   });
 
   test('without cancelSuperseded, the running build ends and exactly one follow-up builds the newest', async () => {
