@@ -33,3 +33,12 @@ export function printTable(out: NodeJS.WritableStream, results: Result[]): void 
     for (const r of notes) out.write(`${r.name}: ${r.note}\n`);
   }
 }
+
+/** The same figures as a Markdown table, for the README. */
+export function markdownTable(results: Result[]): string {
+  const rows = results.map(
+    (r) =>
+      `| ${r.name} | ${fmt(r.median, r.unit)} (${fmt(r.min, r.unit)}–${fmt(r.max, r.unit)}, ${r.runs} runs) | ${r.competitor ? `${r.competitor.name}: ${fmt(r.competitor.median, r.unit)}` : '–'} | ${r.ratio === null ? '–' : r.ratio.toFixed(2)} | ${r.target?.text ?? '–'} | ${r.met === null ? '–' : r.met ? 'met' : '**missed**'} |`,
+  );
+  return ['| benchmark | median (min–max) | competitor, same run | ratio | target | |', '|---|---|---|---|---|---|', ...rows].join('\n');
+}
