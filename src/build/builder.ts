@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
 import { UserError } from '../errors.js';
-import { LABEL_ROLE, engineUnreachable, isConnectionError, isNotFound, pingEngine } from '../engine/engine.js';
+import { LABEL_ROLE, hasImage, isNotFound, pingEngine } from '../engine/engine.js';
 import type { Logger } from '../log.js';
 import type { BuilderTarget } from './container-runner.js';
 
@@ -26,7 +26,7 @@ export async function createBuilder(
 ): Promise<CreateReport> {
   await pingEngine(docker);
   let image: StepOutcome = 'exists';
-  if (!(await imageExists(docker, target.image))) {
+  if (!(await hasImage(docker, target.image))) {
     image = 'created';
     if (opts.fromTarball) await loadTarball(docker, target.image, opts.fromTarball, opts.log);
     else await pullImage(docker, target.image, opts.log);
@@ -112,17 +112,6 @@ async function ignoreNotFound(p: Promise<unknown>): Promise<boolean> {
   }
 }
 
-async function imageExists(docker: Docker, image: string): Promise<boolean> {
-  try {
-    await docker.getImage(image).inspect();
-    return true;
-  } catch (err) {
-    if (isConnectionError(err)) throw engineUnreachable(err);
-    if (isNotFound(err)) return false;
-    throw err;
-  }
-}
-
 async function pullImage(docker: Docker, image: string, log: Logger): Promise<void> {
   log.info(`pulling the builder image ${image}`);
   try {
@@ -137,7 +126,7 @@ async function pullImage(docker: Docker, image: string, log: Logger): Promise<vo
       { cause: err },
     );
   }
-  if (!(await imageExists(docker, image))) {
+  if (!(await hasImage(docker, image))) {
     throw new UserError(`Pulling ${image} finished but the engine does not have it.`, 'check builder.image, or use --from-tarball');
   }
 }
@@ -156,7 +145,7 @@ async function loadTarball(docker: Docker, image: string, file: string, log: Log
   }
   const stream = await docker.loadImage(input);
   await new Promise<void>((resolve, reject) => docker.modem.followProgress(stream, (err) => (err ? reject(err) : resolve())));
-  if (!(await imageExists(docker, image))) {
+  if (!(await hasImage(docker, image))) {
     throw new UserError(
       `The tarball ${file} was loaded but holds no image named ${image} (builder.image).`,
       'set builder.image to the name the tarball carries (see `podman load -i FILE`), or tag it so',

@@ -52,5 +52,17 @@ export function isConnectionError(err: unknown): boolean {
   return code === 'ECONNREFUSED' || code === 'ENOENT' || code === 'EACCES' || code === 'ECONNRESET' || code === 'EHOSTUNREACH' || code === 'ETIMEDOUT';
 }
 
+/** True when the engine has the image; a missing engine is a UserError. */
+export async function hasImage(docker: Docker, image: string): Promise<boolean> {
+  try {
+    await docker.getImage(image).inspect();
+    return true;
+  } catch (err) {
+    if (isConnectionError(err)) throw engineUnreachable(err);
+    if (isNotFound(err)) return false;
+    throw err;
+  }
+}
+
 /** Labels that mark what nixdocker created, so status and cleanup can find it. */
 export const LABEL_ROLE = 'org.nixdocker.role';

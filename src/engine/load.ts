@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import type Docker from 'dockerode';
 import { UserError } from '../errors.js';
-import { engineUnreachable, isConnectionError, isNotFound } from './engine.js';
+import { engineUnreachable, hasImage, isConnectionError } from './engine.js';
 
 /**
  * Streams a docker-archive into the engine (POST /images/load), for users
@@ -18,16 +18,5 @@ export async function loadArchive(docker: Docker, archive: Readable, image: stri
   await new Promise<void>((resolve, reject) => docker.modem.followProgress(stream, (err) => (err ? reject(err) : resolve())));
   if (!(await hasImage(docker, image))) {
     throw new UserError(`The engine accepted the image archive but has no image named ${image}.`, 'check the engine log; `nixdocker build --load --force` tries again');
-  }
-}
-
-export async function hasImage(docker: Docker, image: string): Promise<boolean> {
-  try {
-    await docker.getImage(image).inspect();
-    return true;
-  } catch (err) {
-    if (isConnectionError(err)) throw engineUnreachable(err);
-    if (isNotFound(err)) return false;
-    throw err;
   }
 }
