@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import gc from '../../plugins/gc.js';
 import { createBuilder } from '../../src/build/builder.js';
 import { loadConfig } from '../../src/config/load.js';
-import { hasImage } from '../../src/engine/load.js';
+import { hasImage } from '../../src/engine/engine.js';
 import { pullImage, runContainer } from '../../src/engine/run.js';
 import type { ImageDescription } from '../../src/hooks.js';
 import { runBuild } from '../../src/pipeline/build.js';
