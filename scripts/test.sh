@@ -11,7 +11,8 @@ unit=0
 if [ "${1:-}" = "--unit" ]; then unit=1; shift; fi
 pattern="${1:-}"
 
-npx tsc -p tsconfig.json || { echo "0 passed, 1 failed"; exit 1; }
+# The build, and a type check of the tests and benchmarks (tsx runs them without one).
+npx tsc -p tsconfig.json && npx tsc -p test/tsconfig.json --noEmit || { echo "0 passed, 1 failed"; exit 1; }
 
 dirs=(test/unit)
 if [ "$unit" = 0 ]; then
