@@ -1,5 +1,6 @@
 import type Docker from 'dockerode';
 import { UserError } from '../errors.js';
+import { attachInteractive } from './attach.js';
 import { engineUnreachable, isConnectionError, isNotFound, LABEL_ROLE } from './engine.js';
 
 /** Where workdir/user appears when the image names no working directory. */
@@ -69,8 +70,9 @@ export async function runContainer(docker: Docker, spec: RunSpec): Promise<numbe
   const forwarded: [NodeJS.Signals, () => void][] = [];
   let rawMode = false;
   try {
-    // `_body: {}` makes dockerode send no request body: podman echoes a body into a TTY stream.
-    const stream = await container.attach({ stream: true, stdin: spec.interactive, stdout: true, stderr: true, hijack: true, _body: {} } as Docker.ContainerAttachOptions);
+    const stream = spec.interactive
+      ? await attachInteractive(docker, container)
+      : await container.attach({ stream: true, stdout: true, stderr: true });
     const ended = new Promise<void>((resolve) => {
       stream.on('end', resolve);
       stream.on('close', resolve);
@@ -111,6 +113,8 @@ export async function runContainer(docker: Docker, spec: RunSpec): Promise<numbe
       const { StatusCode } = (await container.wait()) as { StatusCode: number };
       // The last output can trail the exit by a moment.
       await Promise.race([ended, new Promise((r) => setTimeout(r, 2000).unref())]);
+      // A hijacked connection with stdin stays open until we close our side.
+      (stream as unknown as { destroy(): void }).destroy();
       return StatusCode;
     } finally {
       spec.signal?.removeEventListener('abort', onAbort);

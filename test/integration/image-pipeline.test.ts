@@ -65,6 +65,17 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
     const failing = await runCli(['-C', dir, 'run', 'sh', '-c', 'echo bye; exit 7'], { env: env() });
     assert.is(failing.exitCode, 7);
     assert.match(failing.stdout, 'bye');
+    // On a terminal (a pty from script(1)): stdin and a TTY are attached, the exit code comes back.
+    const tty = await execa('script', ['-qec', `${process.execPath} ${BIN} -C ${dir} run`, '/dev/null'], {
+      input: 'echo typed-$((6*7)); tty; exit 5\n',
+      reject: false,
+      env: env(),
+      timeout: 60_000,
+    });
+    assert.is(tty.exitCode, 5, tty.stdout);
+    assert.match(tty.stdout, 'typed-42');
+    assert.match(tty.stdout, /\/dev\/pts\/\d+/);
+    assert.not.match(tty.stdout, '"stream":true', 'the attach request never reaches stdin');
     const both = await runCli(['-C', dir, 'pull', 'run', 'greet', 'you'], { env: env() });
     assert.is(both.exitCode, 0, both.stderr);
     assert.match(both.stdout, 'greetings, you');
