@@ -31,6 +31,12 @@ for dir in "${dirs[@]}"; do
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
 done
 
+# Stop the services now, so the summary below is the very last line printed.
+if [ "$unit" = 0 ]; then
+  bash scripts/services.sh down >&2
+  trap - EXIT
+fi
+
 clean=$(sed -e 's/\x1b\[[0-9;]*m//g' "$log")
 total=$(printf '%s\n' "$clean" | awk '/Total:/ {s += $2} END {print s+0}')
 passed=$(printf '%s\n' "$clean" | awk '/Passed:/ {s += $2} END {print s+0}')
