@@ -6,7 +6,7 @@ import type { NixRunner } from '../build/runner.js';
 import type { BuildResult } from '../build/types.js';
 import { hasImage } from '../engine/engine.js';
 import { loadArchive } from '../engine/load.js';
-import { isAbortError, isUserError } from '../errors.js';
+import { isUserError } from '../errors.js';
 import type { BuildTrigger, ImageDescription, PushReport } from '../hooks.js';
 import { computeIdentity, repositoryPath, type Identity } from '../identity.js';
 import { assembleImage, type AssembledImage } from '../image/assemble.js';
@@ -125,7 +125,8 @@ export async function runBuild(p: Pipeline, req: BuildRequest): Promise<BuildOut
     await hooks.imageReady.promise(desc);
     return { status: 'built', identity: id, image: desc, assembled, nixCached: nix.cached, result: nix.result, push: p.pushReport(desc) };
   } catch (err) {
-    const cancelled = req.signal?.aborted && (isAbortError(err) || err === req.signal.reason);
+    // Whatever a cancelled build throws on its way out (a killed Nix, a dropped stream), it was cancelled.
+    const cancelled = Boolean(req.signal?.aborted);
     if (!cancelled) {
       const message = isUserError(err) ? err.format() : (err as Error)?.message ?? String(err);
       await hooks.buildFailed.promise({ buildId: req.buildId, identity, message, error: err, phase });
