@@ -94,7 +94,6 @@ async function execute(image: ImageDescription, opts: Normalized, cancel: AbortS
   let exitCode: number | null = null;
   try {
     if (!image.destinations.includes('engine') && !signal.aborted) {
-      if (!context.pull) throw new Error('this nixdocker core cannot pull images for plugins');
       await context.pull(image.image);
     }
     if (!signal.aborted) {
@@ -124,8 +123,7 @@ async function execute(image: ImageDescription, opts: Normalized, cancel: AbortS
 
   const result: CommandResult = { image: image.image, command: opts.command, exitCode, output: output.text(), cancelled };
   try {
-    if (context.reportCommand) await context.reportCommand(result);
-    else context.log.debug('this nixdocker core has no reportCommand: the result is only logged');
+    await context.reportCommand(result);
   } catch (err) {
     context.log.error(`reporting the autorun result failed: ${(err as Error)?.message ?? String(err)}`);
   }

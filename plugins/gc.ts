@@ -131,10 +131,6 @@ async function collect(image: ImageDescription, opts: Normalized, context: Plugi
 
 /** Deletes the old tags' manifests; returns the tags still there. */
 async function registryGc(image: ImageDescription, repo: string, old: string[], context: PluginContext, warn: Warn): Promise<string[]> {
-  if (!context.registry) {
-    warn('no-registry', 'gc cannot reach the registry: this nixdocker core gives plugins no registry client');
-    return old;
-  }
   const client = context.registry();
   const left = new Set(old);
   try {
@@ -169,10 +165,6 @@ async function registryGc(image: ImageDescription, repo: string, old: string[], 
 
 /** Removes the old tags' images from the engine; returns the tags it could not remove. */
 async function engineGc(ref: string, old: string[], context: PluginContext, warn: Warn): Promise<string[]> {
-  if (!context.engine) {
-    warn('no-engine', 'gc cannot reach the engine: this nixdocker core gives plugins no engine client');
-    return old;
-  }
   const docker = context.engine();
   const left: string[] = [];
   let removed = 0;
@@ -195,10 +187,6 @@ async function engineGc(ref: string, old: string[], context: PluginContext, warn
 async function nixGc(opts: Normalized, context: PluginContext, warn: Warn): Promise<void> {
   if (context.config.builder.mode !== 'container') {
     warn('nix-local', 'gc option "nix" works with builder.mode "container" only: the host\'s own store is left alone');
-    return;
-  }
-  if (!context.collectGarbage) {
-    warn('no-nix', 'gc cannot collect Nix garbage: this nixdocker core does not offer it to plugins');
     return;
   }
   // Root the newest images of every repository of the project, not only this one.

@@ -139,22 +139,20 @@ export interface PluginContext {
   runInImage(image: string, command: string[], opts: { signal?: AbortSignal; onOutput?: (chunk: string) => void }): Promise<number>;
   /** The project's cache directory, for plugin state. */
   cacheDir: string;
-  // The members below are optional so that contexts made outside the core
-  // (test helpers, older cores) still type-check; the core always gives them.
-  /** Series. Fires commandFinished with a command's result (what autorun reports through). */
-  reportCommand?(result: CommandResult): Promise<void>;
+  /** Fires commandFinished with a command's result (what autorun reports through). */
+  reportCommand(result: CommandResult): Promise<void>;
   /** Pulls an image from the registry into the engine, like `nixdocker pull`. */
-  pull?(image: string): Promise<void>;
+  pull(image: string): Promise<void>;
   /** The core's client of registry.host (auth and retries included). */
-  registry?(): RegistryClient;
+  registry(): RegistryClient;
   /** The core's engine client (DOCKER_HOST). */
-  engine?(): Docker;
+  engine(): Docker;
   /**
    * Runs nix-collect-garbage in a builder container on builder.volume, after
    * rooting the Nix outputs of the images in `keep` (this project's roots
    * only; see plugins/gc.ts). Container mode only: rejects in local mode.
    */
-  collectGarbage?(keep: { name: string; tag: string }[], signal?: AbortSignal): Promise<{ exitCode: number; output: string }>;
+  collectGarbage(keep: { name: string; tag: string }[], signal?: AbortSignal): Promise<{ exitCode: number; output: string }>;
 }
 
 /** A plugin: an object (or class instance) with a name and apply(). */

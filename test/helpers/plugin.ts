@@ -23,19 +23,28 @@ export interface AppliedPlugin {
 
 /**
  * Applies a plugin to real hooks, through the tap-only view the core hands
- * out, with a debug-level pino logger that records into `logs`. `push` and
- * `runInImage` throw unless given: a plugin test says what it needs.
+ * out, with a debug-level pino logger that records into `logs`. The core
+ * services (push, runInImage, pull, registry, ...) throw unless given: a
+ * plugin test says what it needs.
  */
 export async function applyPlugin(plugin: Plugin, overrides: Partial<PluginContext> & { config?: Partial<Config> } = {}): Promise<AppliedPlugin> {
   const logs: LogRecord[] = [];
   const log = pino({ level: 'debug', base: undefined }, { write: (line: string) => void logs.push(JSON.parse(line) as LogRecord) }).child({ plugin: plugin.name });
   const projectDir = path.join(tmpdir(), 'nixdocker-plugin-test');
   const cacheDir = overrides.cacheDir ?? path.join(projectDir, '.nixdocker');
+  const missing = (name: string) => () => {
+    throw new Error(`${name} is not available in this test`);
+  };
   const context: PluginContext = {
     log,
     cacheDir,
     push: () => Promise.reject(new Error('push is not available in this test')),
     runInImage: () => Promise.reject(new Error('runInImage is not available in this test')),
+    reportCommand: () => Promise.reject(new Error('reportCommand is not available in this test')),
+    pull: () => Promise.reject(new Error('pull is not available in this test')),
+    registry: missing('registry'),
+    engine: missing('engine'),
+    collectGarbage: () => Promise.reject(new Error('collectGarbage is not available in this test')),
     ...overrides,
     config: { ...DEFAULTS, projectDir, configFile: null, ...overrides.config, cacheDir },
   };
