@@ -1,4 +1,6 @@
 import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { mapLimit } from '../map-limit.js';
 import { readJson, writeJson } from '../json-file.js';
 import path from 'node:path';
 import type { AssembledImage } from '../image/assemble.js';
@@ -30,39 +32,23 @@ export async function pushImage(
   const stats: PushStats = { uploaded: 0, skipped: 0, mounted: 0, bytesUploaded: 0 };
   const blobs = [
     ...image.layers.map((l) => ({ digest: l.digest, size: l.size, open: () => createReadStream(l.file) })),
-    { digest: image.configDigest, size: image.config.length, open: () => Buffer.from(image.config) },
+    { digest: image.configDigest, size: image.config.length, open: () => Readable.from([image.config]) },
   ];
   const unique = [...new Map(blobs.map((b) => [b.digest, b])).values()];
-  let next = 0;
-  const worker = async () => {
-    while (next < unique.length) {
-      const blob = unique[next++]!;
-      opts.signal?.throwIfAborted();
-      const home = known.get(blob.digest);
-      const result = await registry.pushBlob(
-        repo,
-        { digest: blob.digest, size: blob.size, open: () => toStream(blob.open()) },
-        { mountFrom: home && home !== repo ? [home] : [], signal: opts.signal },
-      );
-      if (result === 'uploaded') {
-        stats.uploaded++;
-        stats.bytesUploaded += blob.size;
-      } else if (result === 'mounted') stats.mounted++;
-      else stats.skipped++;
-      known.set(blob.digest, repo);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, unique.length) }, worker));
+  await mapLimit(unique, CONCURRENCY, opts.signal, async (blob, signal) => {
+    const home = known.get(blob.digest);
+    const result = await registry.pushBlob(repo, blob, { mountFrom: home && home !== repo ? [home] : [], signal });
+    if (result === 'uploaded') {
+      stats.uploaded++;
+      stats.bytesUploaded += blob.size;
+    } else if (result === 'mounted') stats.mounted++;
+    else stats.skipped++;
+    known.set(blob.digest, repo);
+  });
   await known.save();
   opts.signal?.throwIfAborted();
   await registry.putManifest(repo, tag, image.manifest, MEDIA_TYPE.manifest, { signal: opts.signal });
   return stats;
-}
-
-async function toStream(x: NodeJS.ReadableStream | Buffer): Promise<NodeJS.ReadableStream> {
-  if (!Buffer.isBuffer(x)) return x;
-  const { Readable } = await import('node:stream');
-  return Readable.from([x]);
 }
 
 /**
