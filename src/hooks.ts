@@ -1,6 +1,6 @@
 import { AsyncSeriesBailHook, AsyncSeriesHook, AsyncSeriesWaterfallHook, SyncHook } from 'tapable';
 import type { Config } from './config/types.js';
-import type { BuildPhase } from './build/types.js';
+import type { BuildPhase } from './nix/types.js';
 import type { Identity } from './identity.js';
 import type { Logger } from './log.js';
 import type { RegistryClient } from './registry/index.js';

@@ -3,7 +3,7 @@ import { open, readdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from './config/types.js';
 import { UserError } from './errors.js';
-import { formatVersion } from './format.js';
+import { formatVersion } from './version.js';
 import { isIgnoredDir, isIgnoredFile } from './ignore.js';
 import { isWithin } from './config/load.js';
 

@@ -1,6 +1,6 @@
 import { pino, type Logger, type Level } from 'pino';
 import type pretty from 'pino-pretty';
-import { lazy } from './lazy.js';
+import { lazy } from './util/lazy.js';
 
 // Only terminals get pretty lines; JSON output never loads it.
 const prettyStream = lazy<typeof pretty>('pino-pretty');

@@ -1,4 +1,4 @@
-import { runBuild } from '../pipeline/build.js';
+import { runBuild } from '../pipeline/build-image.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import type { Command } from './command.js';
 import { formatBytes, formatMs } from './format.js';

@@ -1,4 +1,4 @@
-import { builderStatus, createBuilder, removeBuilder } from '../build/builder.js';
+import { builderStatus, createBuilder, removeBuilder } from '../builder/builder.js';
 import { connectEngine } from '../engine/engine.js';
 import type { Command } from './command.js';
 import { projectConfig } from './project.js';

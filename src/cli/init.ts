@@ -1,7 +1,7 @@
 import { copyFile, mkdir, readdir } from 'node:fs/promises';
 import { constants, existsSync } from 'node:fs';
 import path from 'node:path';
-import { PACKAGE_ROOT } from '../format.js';
+import { PACKAGE_ROOT } from '../version.js';
 import type { Command } from './command.js';
 
 /** The project `init` writes: the default Python environment. */

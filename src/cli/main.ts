@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { isUserError } from '../errors.js';
-import { VERSION } from '../format.js';
+import { VERSION } from '../version.js';
 import { createLogger, type Logger } from '../log.js';
 import type { Command, OptionSpec } from './command.js';
 import { COMMANDS } from './commands.js';

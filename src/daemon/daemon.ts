@@ -2,7 +2,7 @@ import type { Config } from '../config/types.js';
 import { isUserError } from '../errors.js';
 import { computeIdentity, type Identity } from '../identity.js';
 import type { Logger } from '../log.js';
-import { runBuild } from '../pipeline/build.js';
+import { runBuild } from '../pipeline/build-image.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { DaemonLock } from './lock.js';
 import { collectIdleGarbage } from './memory.js';

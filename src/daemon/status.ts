@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { writeJson } from '../json-file.js';
+import { writeJson } from '../util/json-file.js';
 import { lockHolder } from './lock.js';
 import type { SchedulerState } from './scheduler.js';
 

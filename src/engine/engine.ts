@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import { lazy } from '../lazy.js';
+import { lazy } from '../util/lazy.js';
 import { UserError } from '../errors.js';
 
 export type { Docker };

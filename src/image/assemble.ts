@@ -1,11 +1,11 @@
-import type { BuildResult } from '../build/types.js';
+import type { BuildResult } from '../nix/types.js';
 import type { ImageSettings } from '../config/types.js';
 import { silentLogger, type Logger } from '../log.js';
 import { writeLayerBlob, blobPath } from './blob.js';
 import { customisationEntries } from './customisation.js';
 import { LayerCache, type LayerSource } from './layer-cache.js';
 import { planLayers } from './layering.js';
-import { mapLimit } from '../map-limit.js';
+import { mapLimit } from '../util/map-limit.js';
 import { imageConfig, imageManifest, resolveImageSettings, sha256Digest } from './oci.js';
 import { STORE_DIR, type StoreReader } from './store-reader.js';
 import { tarBuffer, tarChunks, type TarEntryIn } from './tar.js';

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { BuiltPackage } from '../build/types.js';
+import type { BuiltPackage } from '../nix/types.js';
 import { STORE_DIR, storePathName, type StoreReader } from './store-reader.js';
 import { comparePaths, type TarEntryIn } from './tar.js';
 

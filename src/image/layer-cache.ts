@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { readJson, writeJson } from '../json-file.js';
-import { LAYOUT_VERSION } from '../format.js';
+import { readJson, writeJson } from '../util/json-file.js';
+import { LAYOUT_VERSION } from '../version.js';
 import { GZIP_LEVEL, hasBlob } from './blob.js';
 
 /** What the cache keeps of a built layer. */

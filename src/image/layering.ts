@@ -1,4 +1,4 @@
-import type { BuildResult, StorePathInfo } from '../build/types.js';
+import type { BuildResult, StorePathInfo } from '../nix/types.js';
 import { UserError } from '../errors.js';
 
 /** One store layer: which store paths it holds. */

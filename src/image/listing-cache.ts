@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { readJson, writeJson } from '../json-file.js';
+import { readJson, writeJson } from '../util/json-file.js';
 import type { StoreDirEntry, StoreReader } from './store-reader.js';
 import type { TarEntryIn } from './tar.js';
 

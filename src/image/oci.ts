@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import os from 'node:os';
-import type { NixImageSettings } from '../build/types.js';
+import type { NixImageSettings } from '../nix/types.js';
 import type { ImageSettings } from '../config/types.js';
-import { VERSION } from '../format.js';
+import { VERSION } from '../version.js';
 import { DEFAULT_WORKING_DIR } from './customisation.js';
 
 export const MEDIA_TYPE = {

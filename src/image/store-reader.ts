@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Extract } from 'tar-stream';
-import { tarStream } from '../tar-stream.js';
+import { tarStream } from '../util/tar-stream.js';
 import { checkImagePath, comparePaths, compareNames, type TarEntryIn } from './tar.js';
 
 /** Where store paths live inside the image. */

@@ -1,7 +1,7 @@
-import { runNixBuild, type NixBuildOptions } from '../build/nix-build.js';
-import { ResultCache } from '../build/result-cache.js';
-import type { NixRunner } from '../build/runner.js';
-import type { BuildResult } from '../build/types.js';
+import { runNixBuild, type NixBuildOptions } from '../nix/environment.js';
+import { ResultCache } from '../nix/result-cache.js';
+import type { NixRunner } from '../builder/runner.js';
+import type { BuildResult } from '../nix/types.js';
 import type { Config } from '../config/types.js';
 import type { Identity } from '../identity.js';
 

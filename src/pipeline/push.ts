@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
-import { mapLimit } from '../map-limit.js';
-import { readJson, writeJson } from '../json-file.js';
+import { mapLimit } from '../util/map-limit.js';
+import { readJson, writeJson } from '../util/json-file.js';
 import path from 'node:path';
 import type { AssembledImage } from '../image/assemble.js';
 import { MEDIA_TYPE } from '../image/oci.js';

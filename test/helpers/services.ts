@@ -75,7 +75,7 @@ export async function offlineProject(opts: { volume: string; image?: string; con
 
 /** Runs a command in a throwaway builder container with the volume at /nix. */
 export async function inVolume(volume: string, cmd: string[]): Promise<{ exitCode: number; output: string }> {
-  const { runInBuilder } = await import('../../src/build/builder.js');
+  const { runInBuilder } = await import('../../src/builder/builder.js');
   return runInBuilder(new Docker(), { image: BUILDER_IMAGE, volume }, cmd);
 }
 

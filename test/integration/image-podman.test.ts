@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
-import type { BuildResult, BuiltPackage } from '../../src/build/types.js';
+import type { BuildResult, BuiltPackage } from '../../src/nix/types.js';
 import { assembleImage } from '../../src/image/assemble.js';
 import { dockerArchiveStream } from '../../src/image/docker-archive.js';
 import { FsStoreReader } from '../../src/image/store-reader.js';

@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
-import type { BuildResult, StorePathInfo } from '../../src/build/types.js';
+import type { BuildResult, StorePathInfo } from '../../src/nix/types.js';
 import { isUserError } from '../../src/errors.js';
 import { closureOf, LARGE_PATH, planLayers, TINY_PATH, type LayerPlan } from '../../src/image/layering.js';
 

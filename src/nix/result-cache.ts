@@ -1,4 +1,4 @@
-import { readJson, writeJson } from '../json-file.js';
+import { readJson, writeJson } from '../util/json-file.js';
 import path from 'node:path';
 import type { BuildResult } from './types.js';
 

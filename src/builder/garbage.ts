@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type Docker from 'dockerode';
 import { runInBuilder } from './builder.js';
 import type { BuilderTarget } from './container-runner.js';
-import { ResultCache } from './result-cache.js';
+import { ResultCache } from '../nix/result-cache.js';
 
 /**
  * Runs nix-collect-garbage in the builder after rooting the Nix outputs of

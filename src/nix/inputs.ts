@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { tarStream } from '../tar-stream.js';
+import { tarStream } from '../util/tar-stream.js';
 import type { Config } from '../config/types.js';
-import { NIX_DIR, NIX_ENTRY_FILES } from '../format.js';
+import { NIX_DIR, NIX_ENTRY_FILES } from '../version.js';
 import type { Identity } from '../identity.js';
 
 /**

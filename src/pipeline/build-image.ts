@@ -1,9 +1,9 @@
 import path from 'node:path';
-import { ContainerStoreReader } from '../build/container-store-reader.js';
-import { ContainerRunner } from '../build/container-runner.js';
-import type { NixProgress } from '../build/nix.js';
-import type { NixRunner } from '../build/runner.js';
-import type { BuildResult } from '../build/types.js';
+import { ContainerStoreReader } from '../image/container-store-reader.js';
+import { ContainerRunner } from '../builder/container-runner.js';
+import type { NixProgress } from '../nix/commands.js';
+import type { NixRunner } from '../builder/runner.js';
+import type { BuildResult } from '../nix/types.js';
 import { hasImage } from '../engine/engine.js';
 import { loadArchive } from '../engine/load.js';
 import { isUserError } from '../errors.js';

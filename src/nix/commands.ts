@@ -1,7 +1,7 @@
 import { UserError } from '../errors.js';
 import type { BuiltPackage, NixImageSettings, StorePathInfo } from './types.js';
 import { ENTRY_PATH, PROJECT_SUBDIR } from './inputs.js';
-import type { NixRunner, RunResult } from './runner.js';
+import type { NixRunner, RunResult } from '../builder/runner.js';
 
 /** Progress of `nix-store --realise`, parsed from its log. */
 export interface NixProgress {

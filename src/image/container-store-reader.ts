@@ -1,10 +1,10 @@
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type Docker from 'dockerode';
-import { tarStream } from '../tar-stream.js';
-import { comparePaths, compareNames } from '../image/tar.js';
-import { normalizeTar, STORE_DIR, storePathName, type StoreDirEntry, type StoreReader } from '../image/store-reader.js';
-import type { TarEntryIn } from '../image/tar.js';
+import { tarStream } from '../util/tar-stream.js';
+import { comparePaths, compareNames } from './tar.js';
+import { normalizeTar, STORE_DIR, storePathName, type StoreDirEntry, type StoreReader } from './store-reader.js';
+import type { TarEntryIn } from './tar.js';
 
 /**
  * Reads store paths out of a builder container through the engine's archive

@@ -2,11 +2,11 @@ import type Docker from 'dockerode';
 import type { Config } from '../config/types.js';
 import type { Identity } from '../identity.js';
 import type { Logger } from '../log.js';
-import { ContainerRunner } from './container-runner.js';
+import { ContainerRunner } from '../builder/container-runner.js';
 import { nixManifest, type StagedFile } from './inputs.js';
-import { LocalRunner } from './local-runner.js';
-import { evaluate, queryClosure, realise, type NixProgress } from './nix.js';
-import type { NixRunner } from './runner.js';
+import { LocalRunner } from '../builder/local-runner.js';
+import { evaluate, queryClosure, realise, type NixProgress } from './commands.js';
+import type { NixRunner } from '../builder/runner.js';
 import type { BuildPhase, BuildResult } from './types.js';
 
 export interface NixBuildOptions {
