@@ -1,8 +1,8 @@
 import { createReadStream } from 'node:fs';
-import { PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
 import { UserError } from '../errors.js';
-import { LABEL_ROLE, hasImage, isNotFound, pingEngine } from '../engine/engine.js';
+import { LABEL_ROLE, hasImage, isConnectionError, isNotFound, pingEngine } from '../engine/engine.js';
+import { pullImage, runCaptured } from '../engine/run.js';
 import type { Logger } from '../log.js';
 import type { BuilderTarget } from './container-runner.js';
 
@@ -29,7 +29,7 @@ export async function createBuilder(
   if (!(await hasImage(docker, target.image))) {
     image = 'created';
     if (opts.fromTarball) await loadTarball(docker, target.image, opts.fromTarball, opts.log);
-    else await pullImage(docker, target.image, opts.log);
+    else await pullBuilderImage(docker, target.image, opts.log);
   }
   let volume: StepOutcome = 'exists';
   try {
@@ -112,22 +112,18 @@ async function ignoreNotFound(p: Promise<unknown>): Promise<boolean> {
   }
 }
 
-async function pullImage(docker: Docker, image: string, log: Logger): Promise<void> {
+async function pullBuilderImage(docker: Docker, image: string, log: Logger): Promise<void> {
   log.info(`pulling the builder image ${image}`);
   try {
-    const stream = await docker.pull(image);
-    await new Promise<void>((resolve, reject) =>
-      docker.modem.followProgress(stream, (err) => (err ? reject(err) : resolve()), (e: { status?: string; id?: string }) => log.debug(`${e.id ?? ''} ${e.status ?? ''}`)),
-    );
+    await pullImage(docker, image, (p) => log.debug(`${p.done}/${p.layers} layers: ${p.status}`));
   } catch (err) {
+    const cause = (err as { cause?: unknown }).cause ?? err;
+    if (isConnectionError(cause)) throw err;
     throw new UserError(
-      `Cannot pull the builder image ${image} (builder.image): ${(err as Error).message.split('\n')[0]}`,
+      `Cannot pull the builder image ${image} (builder.image): ${String((cause as Error)?.message ?? cause).split('\n')[0]}`,
       'check the name and your network, or load a saved image with `nixdocker builder create --from-tarball FILE`',
       { cause: err },
     );
-  }
-  if (!(await hasImage(docker, image))) {
-    throw new UserError(`Pulling ${image} finished but the engine does not have it.`, 'check builder.image, or use --from-tarball');
   }
 }
 
@@ -154,35 +150,12 @@ async function loadTarball(docker: Docker, image: string, file: string, log: Log
 }
 
 /** Runs a one-off command in a fresh builder container; output is stdout and stderr together. */
-export async function runInBuilder(docker: Docker, target: BuilderTarget, cmd: string[], signal?: AbortSignal): Promise<{ exitCode: number; output: string }> {
-  const container = await docker.createContainer({
-    Image: target.image,
-    Cmd: cmd,
-    Labels: { [LABEL_ROLE]: 'build', 'org.nixdocker.volume': target.volume },
-    HostConfig: { Mounts: [{ Type: 'volume', Source: target.volume, Target: '/nix' }] },
+export function runInBuilder(docker: Docker, target: BuilderTarget, cmd: string[], signal?: AbortSignal): Promise<{ exitCode: number; output: string }> {
+  return runCaptured(docker, {
+    image: target.image,
+    cmd,
+    volumes: [{ name: target.volume, target: '/nix' }],
+    labels: { [LABEL_ROLE]: 'build', 'org.nixdocker.volume': target.volume },
+    signal,
   });
-  const chunks: Buffer[] = [];
-  const sink = new PassThrough().on('data', (c: Buffer) => chunks.push(c));
-  const onAbort = () => void container.remove({ force: true }).catch(() => {});
-  signal?.addEventListener('abort', onAbort, { once: true });
-  try {
-    const stream = await container.attach({ stream: true, stdout: true, stderr: true });
-    const ended = new Promise<void>((resolve) => {
-      stream.on('end', resolve);
-      stream.on('close', resolve);
-    });
-    docker.modem.demuxStream(stream, sink, sink);
-    await container.start();
-    const { StatusCode } = (await container.wait()) as { StatusCode: number };
-    // The attach stream may still carry the last output when wait() answers.
-    await Promise.race([ended, new Promise((r) => setTimeout(r, 2000).unref())]);
-    return { exitCode: StatusCode, output: Buffer.concat(chunks).toString() };
-  } catch (err) {
-    // A missing executable fails at start with the runtime's message: report it as output.
-    if ((err as { statusCode?: number }).statusCode && !isNotFound(err)) return { exitCode: 127, output: (err as Error).message };
-    throw err;
-  } finally {
-    signal?.removeEventListener('abort', onAbort);
-    await container.remove({ force: true }).catch(() => {});
-  }
 }

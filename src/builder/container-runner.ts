@@ -2,7 +2,7 @@ import { PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
 import { UserError } from '../errors.js';
 import { LABEL_ROLE, isConnectionError, isNotFound, engineUnreachable } from '../engine/engine.js';
-import { stagedTar, type StagedFile } from '../nix/inputs.js';
+import { stagedTar, type StagedFile } from './staging.js';
 import { LineSplitter, type NixRunner, type RunOptions, type RunResult } from './runner.js';
 
 /** Where the inputs go inside the builder container. */

@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import type Docker from 'dockerode';
 import { runInBuilder } from './builder.js';
 import type { BuilderTarget } from './container-runner.js';
-import { ResultCache } from '../nix/result-cache.js';
 
 /**
  * Runs nix-collect-garbage in the builder after rooting the Nix outputs of
@@ -13,14 +12,9 @@ import { ResultCache } from '../nix/result-cache.js';
 export async function collectGarbage(
   docker: Docker,
   target: BuilderTarget,
-  opts: { cacheDir: string; projectDir: string; keep: { name: string; tag: string }[]; signal?: AbortSignal },
+  opts: { projectDir: string; keepOutPaths: Iterable<string>; signal?: AbortSignal },
 ): Promise<{ exitCode: number; output: string }> {
-  const results = new ResultCache(opts.cacheDir);
-  const outs = new Set<string>();
-  for (const { name, tag } of opts.keep) {
-    const r = await results.get(name, tag);
-    for (const pkg of [...(r?.base ?? []), ...(r?.user ?? [])]) outs.add(pkg.outPath);
-  }
+  const outs = new Set(opts.keepOutPaths);
   const roots = `/nix/var/nix/gcroots/nixdocker/${createHash('sha256').update(opts.projectDir).digest('hex').slice(0, 16)}`;
   // Paths are arguments of the script, never pasted into it.
   const script = 'r=$1; shift; rm -rf "$r" && mkdir -p "$r" || exit 1; i=0; for p in "$@"; do i=$((i+1)); ln -s "$p" "$r/$i" || exit 1; done; exec nix-collect-garbage';

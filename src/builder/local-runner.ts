@@ -2,7 +2,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { UserError } from '../errors.js';
-import type { StagedFile } from '../nix/inputs.js';
+import type { StagedFile } from './staging.js';
 import { LineSplitter, type NixRunner, type RunOptions, type RunResult } from './runner.js';
 
 /**

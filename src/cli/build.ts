@@ -1,4 +1,4 @@
-import { runBuild } from '../pipeline/build-image.js';
+import { buildImage } from '../pipeline/build-image.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import type { Command } from './command.js';
 import { formatBytes, formatMs } from './format.js';
@@ -24,7 +24,7 @@ export const buildCommand: Command = {
     pipeline.hooks.buildPhase.tap('cli', (_id, phase) => line.set(`${phase}…`));
     pipeline.hooks.buildLog.tap('cli', (_id, l) => (line.active ? line.log(l) : ctx.log.debug({ nix: true }, l)));
     try {
-      const outcome = await runBuild(pipeline, {
+      const outcome = await buildImage(pipeline, {
         buildId: 1,
         force: Boolean(ctx.values.force),
         load: Boolean(ctx.values.load),

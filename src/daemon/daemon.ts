@@ -2,7 +2,7 @@ import type { Config } from '../config/types.js';
 import { isUserError } from '../errors.js';
 import { computeIdentity, type Identity } from '../identity.js';
 import type { Logger } from '../log.js';
-import { runBuild } from '../pipeline/build-image.js';
+import { buildImage } from '../pipeline/build-image.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { DaemonLock } from './lock.js';
 import { collectIdleGarbage } from './memory.js';
@@ -113,7 +113,7 @@ export class Daemon {
     this.log.info({ event: 'buildStart', buildId, image: identity.image, changed }, `build ${buildId}: ${identity.image}`);
     let outcome;
     try {
-      outcome = await runBuild(p, { buildId, identity, changed: changed.length > 0 ? changed : undefined, signal });
+      outcome = await buildImage(p, { buildId, identity, changed: changed.length > 0 ? changed : undefined, signal });
     } catch (err) {
       if (!signal.aborted) this.report(err, identity, buildId);
       throw err;

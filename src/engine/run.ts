@@ -1,3 +1,4 @@
+import { PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
 import { UserError } from '../errors.js';
 import { attachInteractive } from './attach.js';
@@ -21,6 +22,8 @@ export interface RunSpec {
   cmd: string[];
   /** Host directory mounted as the working directory, if any. */
   mount?: { host: string; container: string };
+  /** Named volumes to mount (the builder's store at /nix). */
+  volumes?: { name: string; target: string }[];
   /** Attach stdin and a TTY (an interactive terminal). */
   interactive: boolean;
   env?: string[];
@@ -57,7 +60,13 @@ export async function runContainer(docker: Docker, spec: RunSpec): Promise<numbe
       Env: spec.env,
       Labels: { [LABEL_ROLE]: 'run', ...spec.labels },
       WorkingDir: spec.mount?.container,
-      HostConfig: spec.mount ? { Binds: [`${spec.mount.host}:${spec.mount.container}`] } : {},
+      // The Mounts API, not a Binds string: a path may hold ':' or ','.
+      HostConfig: {
+        Mounts: [
+          ...(spec.mount ? [{ Type: 'bind' as const, Source: spec.mount.host, Target: spec.mount.container }] : []),
+          ...(spec.volumes ?? []).map((v) => ({ Type: 'volume' as const, Source: v.name, Target: v.target })),
+        ],
+      },
     });
   } catch (err) {
     if (isConnectionError(err)) throw engineUnreachable(err);
@@ -125,6 +134,27 @@ export async function runContainer(docker: Docker, spec: RunSpec): Promise<numbe
     if (spec.interactive) stdin.unpipe();
     stdin.pause();
     await container.remove({ force: true }).catch(() => {});
+  }
+}
+
+/**
+ * Runs a non-interactive command to completion and returns its exit code and
+ * its output (stdout and stderr together). A command the runtime cannot start
+ * (a missing executable) answers exit code 127 with the runtime's message.
+ */
+export async function runCaptured(
+  docker: Docker,
+  spec: Omit<RunSpec, 'interactive' | 'stdin' | 'stdout' | 'stderr' | 'forwardSignals'>,
+): Promise<{ exitCode: number; output: string }> {
+  const chunks: Buffer[] = [];
+  const sink = new PassThrough().on('data', (c: Buffer) => chunks.push(c));
+  try {
+    const exitCode = await runContainer(docker, { ...spec, interactive: false, stdout: sink, stderr: sink });
+    return { exitCode, output: Buffer.concat(chunks).toString() };
+  } catch (err) {
+    const status = (err as { statusCode?: number }).statusCode;
+    if (status && !isNotFound(err) && !isConnectionError(err)) return { exitCode: 127, output: (err as Error).message };
+    throw err;
   }
 }
 

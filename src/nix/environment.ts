@@ -1,10 +1,7 @@
-import type Docker from 'dockerode';
 import type { Config } from '../config/types.js';
 import type { Identity } from '../identity.js';
 import type { Logger } from '../log.js';
-import { ContainerRunner } from '../builder/container-runner.js';
-import { nixManifest, type StagedFile } from './inputs.js';
-import { LocalRunner } from '../builder/local-runner.js';
+import { nixManifest } from './inputs.js';
 import { evaluate, queryClosure, realise, type NixProgress } from './commands.js';
 import type { NixRunner } from '../builder/runner.js';
 import type { BuildPhase, BuildResult } from './types.js';
@@ -19,15 +16,8 @@ export interface NixBuildOptions {
   onPhase?: (phase: BuildPhase) => void;
 }
 
-/** Opens the runner of the configured mode with the inputs staged. */
-export async function openRunner(config: Config, files: StagedFile[], docker: Docker | null, signal?: AbortSignal): Promise<NixRunner> {
-  if (config.builder.mode === 'local') return LocalRunner.open(files);
-  if (!docker) throw new Error('container mode needs an engine client');
-  return ContainerRunner.open(docker, { image: config.builder.image, volume: config.builder.volume }, files, signal);
-}
-
 /** Evaluates, builds and queries the closure: everything image assembly needs. */
-export async function runNixBuild(runner: NixRunner, config: Config, identity: Identity, opts: NixBuildOptions): Promise<BuildResult> {
+export async function buildEnvironment(runner: NixRunner, config: Config, identity: Identity, opts: NixBuildOptions): Promise<BuildResult> {
   const phases: BuildResult['phases'] = {};
   const timed = async <T>(phase: BuildPhase, fn: () => Promise<T>): Promise<T> => {
     opts.onPhase?.(phase);

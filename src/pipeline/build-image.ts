@@ -42,7 +42,7 @@ export type BuildOutcome =
  * hooks in that order; a failure fires buildFailed and is rethrown, leaving
  * the last good image as it was (nothing is tagged before the manifest).
  */
-export async function runBuild(p: Pipeline, req: BuildRequest): Promise<BuildOutcome> {
+export async function buildImage(p: Pipeline, req: BuildRequest): Promise<BuildOutcome> {
   const { hooks, config, log } = p;
   const durations: Record<string, number> = {};
   let phase: FailedPhase | null = 'hash';

@@ -1,4 +1,4 @@
-import { runNixBuild, type NixBuildOptions } from '../nix/environment.js';
+import { buildEnvironment, type NixBuildOptions } from '../nix/environment.js';
 import { ResultCache } from '../nix/result-cache.js';
 import type { NixRunner } from '../builder/runner.js';
 import type { BuildResult } from '../nix/types.js';
@@ -30,7 +30,7 @@ export async function nixStep(
   }
   // The caller owns the runner (open() records it) and releases it, also on failure.
   const runner = await opts.open();
-  const result = await runNixBuild(runner, config, identity, opts);
+  const result = await buildEnvironment(runner, config, identity, opts);
   await cache.put(result);
   return { result, cached: false, runner };
 }

@@ -5,7 +5,8 @@ import type Docker from 'dockerode';
 import { ContainerRunner } from '../builder/container-runner.js';
 import { stageInputs } from '../nix/inputs.js';
 import { collectGarbage } from '../builder/garbage.js';
-import { openRunner } from '../nix/environment.js';
+import { openRunner } from '../builder/open-runner.js';
+import { ResultCache } from '../nix/result-cache.js';
 import type { NixRunner } from '../builder/runner.js';
 import type { BuildPhase } from '../nix/types.js';
 import type { Config } from '../config/types.js';
@@ -155,7 +156,13 @@ export class Pipeline {
       collectGarbage: async (keep, signal) => {
         if (this.config.builder.mode !== 'container') throw new Error('Nix garbage is collected only in the builder container (builder.mode "container")');
         const target = { image: this.config.builder.image, volume: this.config.builder.volume };
-        return collectGarbage(this.engine(), target, { cacheDir: this.config.cacheDir, projectDir: this.config.projectDir, keep, signal });
+        const results = new ResultCache(this.config.cacheDir);
+        const keepOutPaths: string[] = [];
+        for (const { name, tag } of keep) {
+          const r = await results.get(name, tag);
+          for (const pkg of [...(r?.base ?? []), ...(r?.user ?? [])]) keepOutPaths.push(pkg.outPath);
+        }
+        return collectGarbage(this.engine(), target, { projectDir: this.config.projectDir, keepOutPaths, signal });
       },
     };
   }

@@ -6,7 +6,7 @@ import autorun from '../../plugins/autorun.js';
 import { createBuilder } from '../../src/builder/builder.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { CommandResult, ImageDescription } from '../../src/hooks.js';
-import { runBuild } from '../../src/pipeline/build-image.js';
+import { buildImage } from '../../src/pipeline/build-image.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
 import type { LogRecord } from '../helpers/plugin.js';
 import { cleanupProjects } from '../helpers/project.js';
@@ -80,7 +80,7 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
     const dir = await offlineProject({ volume: VOLUME, config: { plugins: [] } });
     const { config } = await loadConfig(dir);
     const p = await Pipeline.create(config, pino({ level: 'silent' }));
-    const out = await runBuild(p, { buildId: 1, load: true, force: true });
+    const out = await buildImage(p, { buildId: 1, load: true, force: true });
     assert.is(out.status, 'built');
     if (out.status === 'built') loaded = out.image;
   });
@@ -91,7 +91,7 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
 
   test('a pushed image: pulled, the command runs in workdir/user, its output is logged and reported', async () => {
     const d = await drive(['push', ['autorun', { command: ['sh', '-c', 'echo autorun-ok; greet tester; ls'] }]]);
-    const out = await runBuild(d.pipeline, { buildId: 1, force: true });
+    const out = await buildImage(d.pipeline, { buildId: 1, force: true });
     assert.is(out.status, 'built');
     assert.equal(out.status === 'built' && out.image.destinations, ['registry']);
     const r = await d.next(60_000);

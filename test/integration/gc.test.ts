@@ -11,7 +11,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { hasImage } from '../../src/engine/engine.js';
 import { pullImage, runContainer } from '../../src/engine/run.js';
 import type { ImageDescription } from '../../src/hooks.js';
-import { runBuild } from '../../src/pipeline/build-image.js';
+import { buildImage } from '../../src/pipeline/build-image.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
 import { RegistryClient } from '../../src/registry/index.js';
 import type { LogRecord } from '../helpers/plugin.js';
@@ -52,7 +52,7 @@ async function project(namespace: string, plugins: unknown[], host = registry.ho
     logs,
     async build(nonce, opts = {}) {
       await writeFile(path.join(dir, 'workdir/local.nix'), SHOUT(nonce));
-      const out = await runBuild(pipeline, { buildId: ++buildId, load: opts.load });
+      const out = await buildImage(pipeline, { buildId: ++buildId, load: opts.load });
       assert.is(out.status, 'built');
       if (out.status !== 'built') throw new Error('not built');
       images.add(out.image.image);
