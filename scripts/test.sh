@@ -19,7 +19,8 @@ if [ "$unit" = 0 ]; then
   dirs+=(test/integration)
   env_out=$(bash scripts/services.sh up) || { echo "services failed to start" >&2; echo "0 passed, 1 failed"; exit 1; }
   eval "$env_out"
-  trap 'bash scripts/services.sh down >&2' EXIT
+  # NIXDOCKER_KEEP_SERVICES=1 leaves them running for the next run (parallel work on one machine).
+  [ -n "${NIXDOCKER_KEEP_SERVICES:-}" ] || trap 'bash scripts/services.sh down >&2' EXIT
 fi
 
 log=$(mktemp)
@@ -32,7 +33,7 @@ for dir in "${dirs[@]}"; do
 done
 
 # Stop the services now, so the summary below is the very last line printed.
-if [ "$unit" = 0 ]; then
+if [ "$unit" = 0 ] && [ -z "${NIXDOCKER_KEEP_SERVICES:-}" ]; then
   bash scripts/services.sh down >&2
   trap - EXIT
 fi
