@@ -3,7 +3,7 @@ import { open, readdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from './config/types.js';
 import { UserError } from './errors.js';
-import { formatVersion } from './version.js';
+import { formatVersion, imageCreated } from './version.js';
 import { isIgnoredDir, isIgnoredFile } from './ignore.js';
 import { isWithin } from './config/load.js';
 
@@ -57,6 +57,7 @@ export async function computeIdentity(config: Config): Promise<Identity> {
   // Canonical JSON: keys in a fixed order, user files in config order (it decides PATH precedence).
   const tagInput = JSON.stringify({
     format: formatVersion(),
+    created: imageCreated(),
     user: user.map((f) => [f.path, f.sha256]),
     settings: tagSettings(config),
   });

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { UserError } from './errors.js';
 
 /**
  * Bumped whenever the image layout changes (layering, tar normalisation,
@@ -9,7 +10,34 @@ import path from 'node:path';
  * older nixdocker for the same inputs. The Nix entry point is hashed by
  * content, so editing it needs no bump.
  */
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
+
+/**
+ * The `created` of every image made with this LAYOUT_VERSION when
+ * SOURCE_DATE_EPOCH is unset: fixed, so the same inputs give the same digest
+ * on every machine and run, and the date this layout came in, so `docker
+ * images` shows a plausible age instead of "56 years ago". Move it forward
+ * with each LAYOUT_VERSION bump (version 2 brought it in).
+ */
+export const LAYOUT_DATE = '2026-11-25T00:00:00Z';
+
+/**
+ * The image's `created`: SOURCE_DATE_EPOCH (the reproducible-builds
+ * convention, whole seconds since the epoch) when set, else LAYOUT_DATE.
+ * It is part of the tag, so two values never share one name:tag.
+ */
+export function imageCreated(env: NodeJS.ProcessEnv = process.env): string {
+  const raw = env.SOURCE_DATE_EPOCH;
+  if (raw === undefined || raw === '') return LAYOUT_DATE;
+  const seconds = /^\d{1,12}$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(seconds)) {
+    throw new UserError(
+      `SOURCE_DATE_EPOCH=${JSON.stringify(raw.slice(0, 40))} is not a whole number of seconds since 1970.`,
+      'set SOURCE_DATE_EPOCH to an integer such as `git log -1 --format=%ct`, or unset it to use nixdocker\'s fixed date',
+    );
+  }
+  return new Date(seconds * 1000).toISOString().replace(/\.000Z$/, 'Z');
+}
 
 /** The repository root of this package (works from src/ under tsx and from dist/src/). */
 export const PACKAGE_ROOT = findPackageRoot(path.dirname(fileURLToPath(import.meta.url)));

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import os from 'node:os';
 import type { NixImageSettings } from '../nix/types.js';
 import type { ImageSettings } from '../config/types.js';
-import { VERSION } from '../version.js';
+import { imageCreated, VERSION } from '../version.js';
 import { DEFAULT_WORKING_DIR } from './customisation.js';
 
 export const MEDIA_TYPE = {
@@ -11,8 +11,6 @@ export const MEDIA_TYPE = {
   layer: 'application/vnd.oci.image.layer.v1.tar+gzip',
 } as const;
 
-/** Every image's creation time, for reproducible configs. */
-export const CREATED = '1970-01-01T00:00:01Z';
 export const DEFAULT_CMD: readonly string[] = ['/bin/sh'];
 export const DEFAULT_PATH = '/bin:/usr/bin';
 
@@ -94,6 +92,8 @@ export interface ImageConfigInput {
   name: string;
   tag: string;
   arch?: string;
+  /** The image's `created`; imageCreated() (SOURCE_DATE_EPOCH or the layout's date) by default. */
+  created?: string;
 }
 
 /** The OCI image config, canonical JSON. No history: it would only carry timestamps. */
@@ -106,7 +106,7 @@ export function imageConfig(input: ImageConfigInput): Buffer {
     canonicalJson({
       ...ociPlatform(input.arch),
       os: 'linux',
-      created: CREATED,
+      created: input.created ?? imageCreated(),
       config: {
         Env: env,
         Cmd: settings.cmd,

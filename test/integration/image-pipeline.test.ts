@@ -4,6 +4,7 @@ import { mkdir, writeFile, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { BIN, cleanupProjects, runCli } from '../helpers/project.js';
+import { LAYOUT_DATE } from '../../src/version.js';
 import { offlineProject, REGISTRY, removeVolume, requireParts } from '../helpers/services.js';
 import { startRegistry, stopRegistries, storedBlobs, cleanupDirs, freePort, waitUntil } from '../helpers/registry.js';
 
@@ -52,6 +53,7 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
     assert.is(info.Digest, out.image!.digest);
     assert.is(info.Labels['org.nixdocker.tag'], tag);
     assert.is(info.Layers.length, out.image!.layers.length);
+    assert.is(info.Created, LAYOUT_DATE, 'created is the layout\'s fixed date, not 1970');
 
     const pull = await runCli(['-C', dir, 'pull'], { env: env() });
     assert.is(pull.exitCode, 0, pull.stderr);

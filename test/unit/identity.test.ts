@@ -119,6 +119,20 @@ test('image settings are part of the tag; registry settings are not', async () =
   assert.is(reg.image, `r.example/team/${plain.name}:${plain.tag}`);
 });
 
+test('SOURCE_DATE_EPOCH (the image\'s created) is part of the tag, not the name', async () => {
+  const dir = await project();
+  const plain = await idOf(dir);
+  process.env.SOURCE_DATE_EPOCH = '1700000000';
+  try {
+    const dated = await idOf(dir);
+    assert.is(dated.name, plain.name);
+    assert.is.not(dated.tag, plain.tag);
+    assert.is((await idOf(dir)).tag, dated.tag);
+  } finally {
+    delete process.env.SOURCE_DATE_EPOCH;
+  }
+});
+
 test('inputs list every file with its own digest and role', async () => {
   const id = await idOf(await project());
   assert.equal(

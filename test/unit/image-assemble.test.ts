@@ -7,7 +7,7 @@ import { gunzipSync } from 'node:zlib';
 import tarStream from 'tar-stream';
 import type { BuildResult, BuiltPackage, StorePathInfo } from '../../src/nix/types.js';
 import { isAbortError } from '../../src/errors.js';
-import { VERSION } from '../../src/version.js';
+import { LAYOUT_DATE, VERSION } from '../../src/version.js';
 import { assembleImage, type AssembledImage } from '../../src/image/assemble.js';
 import { dockerArchiveStream } from '../../src/image/docker-archive.js';
 import { canonicalJson, MEDIA_TYPE, sha256Digest } from '../../src/image/oci.js';
@@ -135,7 +135,8 @@ test('manifest and config: canonical OCI JSON whose digests, sizes and diff_ids 
   assert.equal(config.rootfs, { diff_ids: img.layers.map((l) => l.diffId), type: 'layers' });
   assert.is(config.architecture, 'amd64');
   assert.is(config.os, 'linux');
-  assert.is(config.created, '1970-01-01T00:00:01Z');
+  assert.is(config.created, LAYOUT_DATE, 'a fixed date tied to the layout version, not 1970');
+  assert.ok(Date.parse(config.created) > Date.parse('2020-01-01T00:00:00Z'));
   assert.is(config.history, undefined);
   assert.equal(config.config, {
     Cmd: ['/bin/sh'],
@@ -193,6 +194,33 @@ test('reproducible, and cached: a second assembly reads and hashes nothing; a de
   assert.is(d.stats.layersBuilt, 1);
   assert.is((await readFile(victim.file)).length, victim.size);
   assert.equal(await readdir(path.join(cacheDir, 'tmp')), []);
+});
+
+test('created: SOURCE_DATE_EPOCH when set, the same digest on every run with it; a bad value names the variable', async () => {
+  const store = await fakeStore();
+  const saved = process.env.SOURCE_DATE_EPOCH;
+  try {
+    process.env.SOURCE_DATE_EPOCH = '1700000000';
+    const a = await assemble(store, await tmp());
+    const b = await assemble(store, await tmp());
+    assert.is(JSON.parse(a.config.toString()).created, '2023-11-14T22:13:20Z');
+    assert.is(a.manifestDigest, b.manifestDigest);
+    delete process.env.SOURCE_DATE_EPOCH;
+    const c = await assemble(store, await tmp());
+    assert.is(JSON.parse(c.config.toString()).created, LAYOUT_DATE);
+    assert.is.not(c.manifestDigest, a.manifestDigest, 'created is part of the image');
+    assert.equal(c.layers.map((l) => l.digest), a.layers.map((l) => l.digest), 'layers do not depend on it');
+    process.env.SOURCE_DATE_EPOCH = 'yesterday';
+    try {
+      await assemble(store, await tmp());
+      assert.unreachable('a bad SOURCE_DATE_EPOCH is refused');
+    } catch (err) {
+      assert.match((err as Error).message, /SOURCE_DATE_EPOCH="yesterday" is not a whole number/);
+    }
+  } finally {
+    if (saved === undefined) delete process.env.SOURCE_DATE_EPOCH;
+    else process.env.SOURCE_DATE_EPOCH = saved;
+  }
 });
 
 test('customisation layer: bin links (base first, coreutils env), users, /tmp, working directory', async () => {
