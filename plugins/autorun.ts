@@ -56,6 +56,10 @@ export default function autorun(options: AutorunOptions | Record<string, unknown
       let current: Run | null = null;
 
       hooks.imageReady.tap('autorun', (image) => {
+        if (image.destinations.length === 0) {
+          context.log.info(`${image.image} went to no destination (a plugin vetoed its push): nothing to run`);
+          return;
+        }
         const previous = current;
         previous?.controller.abort(new Error('superseded by a newer image'));
         const controller = new AbortController();

@@ -46,9 +46,16 @@ export interface ImageDescription {
   durations: Record<string, number>;
   /** Project-relative inputs that changed since the previous build. */
   changed: string[];
-  /** Where the image went: the registry, the engine (--load), or both. */
-  destinations: ('registry' | 'engine')[];
+  /**
+   * Where the image is so far: empty in `built` and `beforePush`, `registry`
+   * once pushed, `engine` once loaded. `imageReady` lists exactly the
+   * destinations reached, never one a plugin vetoed.
+   */
+  destinations: Destination[];
 }
+
+/** Where a built image goes: a registry (registry.host) or the engine (DOCKER_HOST). */
+export type Destination = 'registry' | 'engine';
 
 export interface PushReport {
   image: string;
@@ -81,9 +88,13 @@ export interface CommandResult {
 
 /**
  * Every hook of nixdocker, in the order they fire for one build:
- * configLoaded → inputsChanged → identity → beforeBuild → buildPhase/buildLog… →
- * built → beforePush → pushed → imageReady (or buildFailed), and shutdown at exit.
- * Only the core calls them; plugins get a tap-only view (see PluginHooks).
+ * configLoaded → inputsChanged → identity → destinations → beforeBuild →
+ * buildPhase/buildLog… → built → beforePush → pushed → imageReady (or
+ * buildFailed), and shutdown at exit. Only the core calls them; plugins get a
+ * tap-only view (see PluginHooks). Four hooks can change what happens:
+ * `identity` (the name and tag), `destinations` (where images go),
+ * `beforeBuild` (skip a build) and `beforePush` (keep an image out of the
+ * registry); every other hook only observes.
  */
 export function createHooks() {
   return Object.freeze({
@@ -96,6 +107,13 @@ export function createHooks() {
      * changed one (a tag suffix, say). Return the argument to leave it alone.
      */
     identity: new AsyncSeriesWaterfallHook<[Identity]>(['identity']),
+    /**
+     * Waterfall. Where a new image goes, decided before the registry (or
+     * engine) is asked whether it has the image: start from `[]`, each tap
+     * returns the list it wants (the push plugin adds 'registry'). An empty
+     * result means the engine. Not fired for `build --load`, which loads only.
+     */
+    destinations: new AsyncSeriesWaterfallHook<[Destination[], Identity]>(['destinations', 'identity']),
     /** Bail. Before a build starts; return a BuildVeto to skip it, undefined to go on. */
     beforeBuild: new AsyncSeriesBailHook<[BuildTrigger], BuildVeto | undefined>(['trigger']),
     /** Sync. A build phase starts (hash, registryCheck, evaluate, build, closure, assemble, push, load). */
@@ -104,11 +122,18 @@ export function createHooks() {
     buildLog: new SyncHook<[number, string]>(['buildId', 'line']),
     /** Series. The image is assembled (not yet pushed or loaded). */
     built: new AsyncSeriesHook<[ImageDescription]>(['image']),
-    /** Bail. Before the push; return false to keep this image out of the registry. */
+    /**
+     * Bail. Before the push, when 'registry' is a destination; return false to
+     * keep this image out of the registry (it is then not announced there).
+     */
     beforePush: new AsyncSeriesBailHook<[ImageDescription], false | undefined>(['image']),
     /** Series. The push finished: every blob and the manifest are in the registry. */
     pushed: new AsyncSeriesHook<[ImageDescription, PushReport]>(['image', 'report']),
-    /** Series. The newest image is ready to use. Fires only for the newest build. */
+    /**
+     * Series. The newest image is ready to use, with `destinations` listing
+     * where it went (possibly none, when beforePush vetoed the only one).
+     * Fires only for the newest build.
+     */
     imageReady: new AsyncSeriesHook<[ImageDescription]>(['image']),
     /** Series. A build failed; the last good image is unchanged. */
     buildFailed: new AsyncSeriesHook<[BuildFailure]>(['failure']),
@@ -133,8 +158,6 @@ export interface PluginContext {
   config: Config;
   /** A child logger that names the plugin. */
   log: Logger;
-  /** Pushes an image (fires beforePush and pushed); what the push plugin calls. */
-  push(image: ImageDescription, signal?: AbortSignal): Promise<PushReport | null>;
   /** Runs a command in an image through the engine, like `nixdocker run`. */
   runInImage(image: string, command: string[], opts: { signal?: AbortSignal; onOutput?: (chunk: string) => void }): Promise<number>;
   /** The project's cache directory, for plugin state. */
@@ -164,21 +187,6 @@ export interface Plugin {
 /** A plugin module's default export: a plugin, a class, or a factory taking the options. */
 export type PluginModule = Plugin | (new (options: Record<string, unknown>) => Plugin) | ((options: Record<string, unknown>) => Plugin | Promise<Plugin>);
 
-const FAILS_BUILD = Symbol.for('nixdocker.failsBuild');
-
-/**
- * Marks an error from a core service a plugin called (a push, say) as the
- * build's own failure: it passes through the plugin isolation below.
- */
-export function markFailsBuild(err: unknown): unknown {
-  if (err && typeof err === 'object') (err as Record<symbol, boolean>)[FAILS_BUILD] = true;
-  return err;
-}
-
-function failsBuild(err: unknown): boolean {
-  return Boolean(err && typeof err === 'object' && (err as Record<symbol, boolean>)[FAILS_BUILD]);
-}
-
 /**
  * Makes every tap fail safe: an exception in a plugin is logged with the
  * plugin's name and the hook goes on as if that tap had not answered
@@ -192,7 +200,6 @@ export function isolatePlugins(hooks: Hooks, log: Logger): void {
       register(tap: { name: string; type: string; fn: (...args: unknown[]) => unknown }) {
         const fn = tap.fn;
         const report = (err: unknown) => {
-          if (failsBuild(err)) throw err;
           log.error({ plugin: tap.name, hook: hookName, err: err instanceof Error ? err.message : String(err) }, `plugin ${tap.name} failed in ${hookName}: ${err instanceof Error ? err.message : String(err)}`);
         };
         const fallback = (args: unknown[]) => (waterfall ? args[0] : undefined);

@@ -10,6 +10,7 @@ export type {
   PluginModule,
   Hooks,
   ImageDescription,
+  Destination,
   LayerDescription,
   BuildTrigger,
   BuildVeto,

@@ -12,6 +12,8 @@ export interface LoadedPlugin {
   plugin: Plugin;
   /** The spec as written in the config, for messages. */
   spec: string;
+  /** Where the config lists it: `"plugins[1]" (./mine.mjs) in .nixdockerrc.json`. */
+  where: string;
   options: Record<string, unknown>;
 }
 
@@ -47,7 +49,7 @@ export async function loadPlugins(config: Config): Promise<LoadedPlugin[]> {
     if (!plugin || typeof plugin.apply !== 'function' || typeof plugin.name !== 'string') {
       throw new UserError(`The plugin ${where} is not a plugin: its default export must have a name and an apply(hooks, context) method.`, 'see docs/plugins.md');
     }
-    out.push({ plugin, spec, options });
+    out.push({ plugin, spec, where, options });
   }
   return out;
 }

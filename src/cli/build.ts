@@ -36,7 +36,7 @@ export const buildCommand: Command = {
         const { status, identity } = outcome;
         const extra =
           outcome.status === 'built'
-            ? { image: outcome.image, nixCached: outcome.nixCached, layersBuilt: outcome.assembled.stats.layersBuilt, push: outcome.push ?? null, result: outcome.result }
+            ? { image: outcome.image, nixCached: outcome.nixCached, layersBuilt: outcome.assembled.stats.layersBuilt, push: outcome.push, result: outcome.result }
             : outcome.status === 'skipped'
               ? { reason: outcome.reason }
               : { where: outcome.where, durations: outcome.durations };
@@ -46,7 +46,7 @@ export const buildCommand: Command = {
       const out = (s: string) => ctx.stdout.write(`${s}\n`);
       out(outcome.identity.image);
       if (outcome.status === 'up-to-date') {
-        out(`  up to date: the ${outcome.where} has this image; nothing evaluated, built or pushed (--force rebuilds)`);
+        out(`  up to date: the ${outcome.where.join(' and the ')} has this image; nothing evaluated, built or pushed (--force rebuilds)`);
       } else if (outcome.status === 'skipped') {
         out(`  skipped by a plugin: ${outcome.reason}`);
       } else {
@@ -54,7 +54,7 @@ export const buildCommand: Command = {
         const s = outcome.assembled.stats;
         out(`  ${outcome.nixCached ? 'Nix result remembered from an earlier build' : `Nix built ${outcome.result.built.length} derivation(s)`}`);
         out(`  ${img.layers.length} layers, ${formatBytes(img.size)}; ${s.layersBuilt} layer(s) made, ${s.layersCached} from the cache`);
-        out(`  ${img.destinations.includes('engine') ? 'loaded into the engine' : 'pushed'}; digest ${img.digest}`);
+        out(`  ${describeDestinations(img.destinations)}; digest ${img.digest}`);
         out(`  phases: ${Object.entries(img.durations).map(([k, v]) => `${k} ${formatMs(v)}`).join(', ')}`);
       }
       return 0;
@@ -64,3 +64,8 @@ export const buildCommand: Command = {
     }
   },
 };
+
+function describeDestinations(reached: readonly string[]): string {
+  const said = reached.map((d) => (d === 'registry' ? 'pushed' : 'loaded into the engine'));
+  return said.length > 0 ? said.join(' and ') : 'neither pushed nor loaded (a plugin vetoed the push)';
+}

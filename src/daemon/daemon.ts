@@ -131,7 +131,7 @@ export class Daemon {
         s.lastError = null;
       });
     } else if (outcome.status === 'up-to-date') {
-      this.log.info({ event: 'upToDate', buildId, image: identity.image }, `up to date: ${identity.image} is in the ${outcome.where}`);
+      this.log.info({ event: 'upToDate', buildId, image: identity.image }, `up to date: ${identity.image} is in the ${outcome.where.join(' and the ')}`);
       await this.status.update((s) => {
         s.lastImage = { image: identity.image, digest: null, at, status: 'up-to-date' };
         s.lastDurations = outcome.durations;

@@ -6,8 +6,8 @@ import type { NixRunner } from '../builder/runner.js';
 import type { BuildResult } from '../nix/types.js';
 import { hasImage } from '../engine/engine.js';
 import { loadArchive } from '../engine/load.js';
-import { isUserError } from '../errors.js';
-import type { BuildTrigger, ImageDescription, PushReport } from '../hooks.js';
+import { isUserError, UserError } from '../errors.js';
+import type { BuildTrigger, Destination, ImageDescription, PushReport } from '../hooks.js';
 import { computeIdentity, repositoryPath, type Identity } from '../identity.js';
 import { assembleImage, type AssembledImage } from '../image/assemble.js';
 import { dockerArchiveStream } from '../image/docker-archive.js';
@@ -15,6 +15,7 @@ import { ListingCache } from '../image/listing-cache.js';
 import { FsStoreReader, type StoreReader } from '../image/store-reader.js';
 import { nixStep } from './nix-step.js';
 import type { FailedPhase, Pipeline } from './pipeline.js';
+import { pushStep } from './push-step.js';
 
 export interface BuildRequest {
   /** Increasing per process; only the newest build may announce imageReady. */
@@ -25,20 +26,20 @@ export interface BuildRequest {
   changed?: string[];
   /** Build even when the image exists. */
   force?: boolean;
-  /** Load into the engine instead of pushing. */
+  /** Load into the engine only (the destinations hook is not asked). */
   load?: boolean;
   signal?: AbortSignal;
   onProgress?: (p: NixProgress) => void;
 }
 
 export type BuildOutcome =
-  | { status: 'up-to-date'; identity: Identity; where: 'registry' | 'engine'; durations: Record<string, number> }
+  | { status: 'up-to-date'; identity: Identity; where: Destination[]; durations: Record<string, number> }
   | { status: 'skipped'; identity: Identity; reason: string }
-  | { status: 'built'; identity: Identity; image: ImageDescription; assembled: AssembledImage; nixCached: boolean; result: BuildResult; push?: PushReport };
+  | { status: 'built'; identity: Identity; image: ImageDescription; assembled: AssembledImage; nixCached: boolean; result: BuildResult; push: PushReport | null };
 
 /**
- * One build, start to end: identity → registry (or engine) check → Nix →
- * image assembly → push (the push plugin) or load → imageReady. Fires the
+ * One build, start to end: identity → destinations → registry (or engine)
+ * check → Nix → image assembly → push and/or load → imageReady. Fires the
  * hooks in that order; a failure fires buildFailed and is rethrown, leaving
  * the last good image as it was (nothing is tagged before the manifest).
  */
@@ -57,17 +58,20 @@ export async function buildImage(p: Pipeline, req: BuildRequest): Promise<BuildO
       durations[name] = Math.round(performance.now() - t0);
     }
   };
-  const load = Boolean(req.load) || !p.pushes;
   let runner: NixRunner | null = null;
 
   try {
     identity = await timed('hash', async () => hooks.identity.promise(req.identity ?? (await computeIdentity(config))));
     const id = identity;
+    const destinations = req.load ? (['engine'] as Destination[]) : await chooseDestinations(p, id);
     if (!req.force) {
-      const exists = await timed('registryCheck', () =>
-        load ? hasImage(p.engine(), id.image) : p.registryClient().getManifestDigest(repositoryPath(config, id.name), id.tag, { signal: req.signal }).then(Boolean),
-      );
-      if (exists) return { status: 'up-to-date', identity: id, where: load ? 'engine' : 'registry', durations };
+      const has = (d: Destination) =>
+        d === 'engine' ? hasImage(p.engine(), id.image) : p.registryClient().getManifestDigest(repositoryPath(config, id.name), id.tag, { signal: req.signal }).then(Boolean);
+      const exists = await timed('registryCheck', async () => {
+        for (const d of destinations) if (!(await has(d))) return false;
+        return true;
+      });
+      if (exists) return { status: 'up-to-date', identity: id, where: destinations, durations };
     }
     const changed = req.changed ?? (await p.changedSinceLast(id));
     const trigger: BuildTrigger = { buildId: req.buildId, identity: id, changed, force: Boolean(req.force) };
@@ -111,19 +115,24 @@ export async function buildImage(p: Pipeline, req: BuildRequest): Promise<BuildO
       size: assembled.layers.reduce((s, l) => s + l.size, 0),
       durations,
       changed,
-      destinations: load ? ['engine'] : ['registry'],
+      // Filled in as each destination is reached: nothing is announced that did not happen.
+      destinations: [],
     };
-    p.attach(desc, assembled, req.signal);
-    phase = 'push';
     await hooks.built.promise(desc);
-    if (load) {
+    let push: PushReport | null = null;
+    if (destinations.includes('registry')) {
+      phase = 'push';
+      push = await pushStep(p, desc, assembled, { signal: req.signal, phase: timed });
+    }
+    if (destinations.includes('engine')) {
       await timed('load', () => loadArchive(p.engine(), dockerArchiveStream(assembled, [id.image]), id.image, req.signal));
+      desc.destinations.push('engine');
     }
     req.signal?.throwIfAborted();
     await p.rememberInputs(id);
     phase = null;
     await hooks.imageReady.promise(desc);
-    return { status: 'built', identity: id, image: desc, assembled, nixCached: nix.cached, result: nix.result, push: p.pushReport(desc) };
+    return { status: 'built', identity: id, image: desc, assembled, nixCached: nix.cached, result: nix.result, push };
   } catch (err) {
     // Whatever a cancelled build throws on its way out (a killed Nix, a dropped stream), it was cancelled.
     const cancelled = Boolean(req.signal?.aborted);
@@ -135,6 +144,23 @@ export async function buildImage(p: Pipeline, req: BuildRequest): Promise<BuildO
   } finally {
     if (runner) await p.releaseRunner(runner);
   }
+}
+
+/**
+ * Asks the destinations hook where this image goes (the push plugin answers
+ * 'registry'); no answer means the engine. What the plugins return is
+ * checked here, since the whole build depends on it.
+ */
+async function chooseDestinations(p: Pipeline, id: Identity): Promise<Destination[]> {
+  const chosen: unknown = await p.hooks.destinations.promise([], id);
+  if (!Array.isArray(chosen) || !chosen.every((d) => d === 'registry' || d === 'engine')) {
+    throw new UserError(
+      `A plugin answered the destinations hook with ${JSON.stringify(chosen)}, not a list of "registry" and "engine".`,
+      'fix the plugin that taps destinations (docs/plugins.md shows what it may return), or remove it from "plugins"',
+    );
+  }
+  const unique = [...new Set(chosen as Destination[])];
+  return unique.length > 0 ? unique : ['engine'];
 }
 
 function readerFor(runner: NixRunner, cacheDir: string): StoreReader {

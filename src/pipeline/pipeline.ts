@@ -12,24 +12,13 @@ import type { BuildPhase } from '../nix/types.js';
 import type { Config } from '../config/types.js';
 import { connectEngine } from '../engine/engine.js';
 import { imageWorkingDir, pullImage, runContainer } from '../engine/run.js';
-import {
-  createHooks,
-  isolatePlugins,
-  markFailsBuild,
-  tapOnly,
-  type Hooks,
-  type ImageDescription,
-  type PluginContext,
-  type PushReport,
-} from '../hooks.js';
+import { createHooks, isolatePlugins, tapOnly, type Hooks, type PluginContext } from '../hooks.js';
+import { UserError } from '../errors.js';
 import type { Identity, InputFile } from '../identity.js';
 import type { Logger } from '../log.js';
 import { readJson, writeJson } from '../util/json-file.js';
 import { loadPlugins } from '../plugin-loader.js';
 import { RegistryClient } from '../registry/index.js';
-import { repositoryPath } from '../identity.js';
-import type { AssembledImage } from '../image/assemble.js';
-import { pushImage } from './push.js';
 
 /**
  * What one project's builds share: config, hooks with the plugins applied,
@@ -40,12 +29,9 @@ export class Pipeline {
   readonly hooks: Hooks = createHooks();
   private docker: Docker | null = null;
   private registry: RegistryClient | null = null;
-  private pushPlugin = false;
   /** The daemon keeps one builder container between builds (see ContainerRunner.stage). */
   keepWarm = false;
   private warm: ContainerRunner | null = null;
-  /** The assembled image of each ImageDescription and its build's signal, for push. */
-  private readonly assembled = new WeakMap<ImageDescription, { image: AssembledImage; signal?: AbortSignal; report?: PushReport }>();
 
   private constructor(
     readonly config: Config,
@@ -54,27 +40,32 @@ export class Pipeline {
     isolatePlugins(this.hooks, log);
   }
 
-  /** Loads and applies the configured plugins, then fires configLoaded. */
+  /**
+   * Loads and applies the configured plugins, then fires configLoaded. A
+   * plugin whose apply() throws stops the start: a pipeline missing one of its
+   * plugins (the push plugin, say) would quietly do less than the config says.
+   */
   static async create(config: Config, log: Logger, opts: { plugins?: boolean } = {}): Promise<Pipeline> {
     const p = new Pipeline(config, log);
     if (opts.plugins !== false) {
       const view = tapOnly(p.hooks);
-      for (const { plugin } of await loadPlugins(config)) {
-        if (plugin.name === 'push') p.pushPlugin = true;
+      for (const { plugin, where } of await loadPlugins(config)) {
         try {
           await plugin.apply(view, p.pluginContext(plugin.name));
         } catch (err) {
-          log.error({ plugin: plugin.name }, `plugin ${plugin.name} failed to start: ${(err as Error).message}`);
+          // The plugins applied before it may hold something: let them release it.
+          await p.hooks.shutdown.promise();
+          const reason = err instanceof Error ? err.message : String(err);
+          throw new UserError(
+            `The plugin "${plugin.name}" (${where}) failed to start: its apply() threw: ${reason}`,
+            `fix the plugin or its options, or remove it from "plugins"; nixdocker does not run with a plugin half set up`,
+            { cause: err },
+          );
         }
       }
     }
     await p.hooks.configLoaded.promise(config);
     return p;
-  }
-
-  /** True when images go to the registry (the push plugin is on). */
-  get pushes(): boolean {
-    return this.pushPlugin;
   }
 
   engine(): Docker {
@@ -87,53 +78,11 @@ export class Pipeline {
     return this.registry;
   }
 
-  /** Remembers which assembled image a description stands for (push needs the blobs). */
-  attach(desc: ImageDescription, image: AssembledImage, signal?: AbortSignal): void {
-    this.assembled.set(desc, { image, signal });
-  }
-
-  /** What the push of an image did, once it is pushed. */
-  pushReport(desc: ImageDescription): PushReport | undefined {
-    return this.assembled.get(desc)?.report;
-  }
-
-  /** Pushes an image to the registry, firing beforePush and pushed. */
-  async push(desc: ImageDescription, signal?: AbortSignal): Promise<PushReport | null> {
-    if (!desc.destinations.includes('registry')) return null;
-    const built = this.assembled.get(desc);
-    if (!built) throw new Error(`push: ${desc.image} was not assembled in this process`);
-    const { image } = built;
-    // A cancelled build stops its push too, whoever started the push.
-    const sig = signal && built.signal ? AbortSignal.any([signal, built.signal]) : signal ?? built.signal;
-    if ((await this.hooks.beforePush.promise(desc)) === false) {
-      this.log.info(`a plugin kept ${desc.image} out of the registry`);
-      return null;
-    }
-    const t0 = performance.now();
-    let stats;
-    try {
-      stats = await pushImage(this.registryClient(), repositoryPath(this.config, desc.name), desc.tag, image, { cacheDir: this.config.cacheDir, signal: sig });
-    } catch (err) {
-      // A failed push fails the build even though a plugin started it.
-      throw markFailsBuild(err);
-    }
-    const report: PushReport = { image: desc.image, ...stats, ms: Math.round(performance.now() - t0) };
-    desc.durations.push = report.ms;
-    built.report = report;
-    this.log.info(
-      { uploaded: report.uploaded, skipped: report.skipped, mounted: report.mounted, bytes: report.bytesUploaded },
-      `pushed ${desc.image}: ${report.uploaded} blob(s) uploaded, ${report.skipped} already there, ${report.mounted} mounted`,
-    );
-    await this.hooks.pushed.promise(desc, report);
-    return report;
-  }
-
   pluginContext(name: string): PluginContext {
     return {
       config: this.config,
       log: this.log.child({ plugin: name }),
       cacheDir: this.config.cacheDir,
-      push: (image, signal) => this.push(image, signal),
       runInImage: async (image, command, opts) => {
         const out = new PassThrough();
         out.on('data', (c: Buffer) => opts.onOutput?.(c.toString()));

@@ -24,7 +24,7 @@ export interface AppliedPlugin {
 /**
  * Applies a plugin to real hooks, through the tap-only view the core hands
  * out, with a debug-level pino logger that records into `logs`. The core
- * services (push, runInImage, pull, registry, ...) throw unless given: a
+ * services (runInImage, pull, registry, ...) throw unless given: a
  * plugin test says what it needs.
  */
 export async function applyPlugin(plugin: Plugin, overrides: Partial<PluginContext> & { config?: Partial<Config> } = {}): Promise<AppliedPlugin> {
@@ -38,7 +38,6 @@ export async function applyPlugin(plugin: Plugin, overrides: Partial<PluginConte
   const context: PluginContext = {
     log,
     cacheDir,
-    push: () => Promise.reject(new Error('push is not available in this test')),
     runInImage: () => Promise.reject(new Error('runInImage is not available in this test')),
     reportCommand: () => Promise.reject(new Error('reportCommand is not available in this test')),
     pull: () => Promise.reject(new Error('pull is not available in this test')),

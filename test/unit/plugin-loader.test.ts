@@ -5,7 +5,8 @@ import { UserError } from '../../src/errors.js';
 import { createHooks, isolatePlugins, tapOnly } from '../../src/hooks.js';
 import { loadPlugins } from '../../src/plugin-loader.js';
 import { pino } from 'pino';
-import { cleanupProjects, tmpProject } from '../helpers/project.js';
+import { cleanupProjects, runCli, tmpProject } from '../helpers/project.js';
+import { readStatus } from '../../src/daemon/status.js';
 
 const test = suite('plugin loader and hook isolation');
 test.after(cleanupProjects);
@@ -70,6 +71,31 @@ test('a throwing tap is logged with its name; waterfalls pass their input on; ot
   assert.ok(ran);
   assert.ok(lines.some((l) => l.plugin === 'bad' && l.hook === 'identity' && l.msg.includes('nope')));
   assert.ok(lines.some((l) => l.plugin === 'bad' && l.hook === 'shutdown' && l.msg.includes('sync boom')));
+});
+
+test('a plugin whose apply throws stops build and the daemon\'s start, naming the plugin; the others are shut down', async () => {
+  const dir = await tmpProject({
+    'env/default.nix': '[ ]',
+    'workdir/local.nix': '[ ]',
+    '.nixdockerrc.json': JSON.stringify({ plugins: ['push', './first.mjs', ['./broken.mjs', { level: 3 }]] }),
+    // Applied before the broken one: its shutdown tap must still run.
+    'first.mjs': `import { appendFileSync } from 'node:fs';
+      export default { name: 'first', apply(hooks, ctx) { hooks.shutdown.tap('first', () => appendFileSync(ctx.config.projectDir + '/shutdown.log', 'first\\n')); } };`,
+    'broken.mjs': 'export default { name: "half-done", apply() { throw new Error("no API key in NIXDOCKER_HALF_KEY"); } };',
+  });
+  for (const command of ['build', 'watch']) {
+    const r = await runCli(['-C', dir, command], { timeoutMs: 30_000 });
+    assert.is(r.exitCode, 1, `${command}: ${r.stderr}`);
+    assert.match(r.stderr, 'The plugin "half-done" ("plugins[2]" (./broken.mjs) in .nixdockerrc.json) failed to start');
+    assert.match(r.stderr, 'no API key in NIXDOCKER_HALF_KEY');
+    assert.match(r.stderr, 'fix: ');
+    assert.not.match(r.stderr, '    at ', 'a UserError, no stack trace');
+  }
+  const { readFile } = await import('node:fs/promises');
+  assert.is(await readFile(`${dir}/shutdown.log`, 'utf8'), 'first\nfirst\n');
+  // The daemon that refused to start holds no lock: status says none runs.
+  const status = await readStatus(`${dir}/.nixdocker`);
+  assert.ok(status === null || !status.running);
 });
 
 test.run();
