@@ -22,9 +22,8 @@ export interface StoreDirEntry {
 
 /**
  * Reads store paths for layers. Two implementations: FsStoreReader (local
- * mode, the host's /nix/store) and an engine reader (container mode, the
- * builder's `GET /containers/{id}/archive?path=/nix/store/X`, whose tar
- * stream `normalizeTar` turns into entries).
+ * mode, the host's /nix/store) and ContainerStoreReader (container mode: a
+ * tar streamed out of the builder by one exec per layer).
  */
 export interface StoreReader {
   /**
