@@ -20,7 +20,14 @@ SUITE=bookworm
 ROOTFS_INCLUDE=nix-bin,busybox-static,ca-certificates
 # catatonit backs HostConfig.Init; curl probes the sockets. The rest is the brief's list.
 PACKAGES=(nix-bin podman runc docker-registry skopeo mmdebstrap busybox-static uidmap dbus
-  libnotify-bin apache2-utils catatonit curl libglib2.0-bin python3-gi)
+  libnotify-bin apache2-utils catatonit curl libglib2.0-bin python3-gi
+  qemu-user-static binfmt-support docker.io)
+# arm64 runs under qemu; the arm64 builder image is a second, emulated test builder.
+ARM64_BUILDER_IMAGE=localhost/nixdocker-test-builder-arm64:latest
+# Debian's dockerd as a second engine beside podman, with everything of its own under $STATE.
+DOCKERD_SOCK=$STATE/dockerd.sock
+DOCKERD_EXEC_ROOT=/run/nixdocker-dockerd
+DOCKERD_DATA_ROOT=${NIXDOCKER_DOCKERD_DATA_ROOT:-/var/lib/nixdocker-dockerd}
 
 # No binary cache is reachable, and builds run as root without nixbld users.
 NIX_SETTINGS=('substituters =' 'sandbox = false' 'build-users-group =')
@@ -256,7 +263,8 @@ builder_nix_conf() { printf '%s\n' "${NIX_SETTINGS[@]}"; }
 # The rootfs and the image carry a key of everything that shapes them, so a
 # change here rebuilds instead of reusing a stale cache.
 builder_key() {
-  { echo "$SUITE $ROOTFS_INCLUDE"; builder_nix_conf; echo v1; } | sha256sum | cut -c1-16
+  { echo "$SUITE $ROOTFS_INCLUDE"; builder_nix_conf; echo v1; [[ ${1:-amd64} == amd64 ]] || echo "$1"; } |
+    sha256sum | cut -c1-16
 }
 
 # One-line apt sources for $SUITE* taken from the host's configuration.
@@ -266,8 +274,9 @@ host_mirrors() {
     awk '{ c[$1 " " $2] = c[$1 " " $2] " " $3 } END { for (k in c) print "deb " k c[k] }' | sort
 }
 
+# build_rootfs TAR [ARCH]: a foreign ARCH runs its maintainer scripts under qemu (binfmt).
 build_rootfs() {
-  local tar=$1 mirrors=() line f
+  local tar=$1 arch=${2:-amd64} mirrors=() line f
   while IFS= read -r line; do [[ -n $line ]] && mirrors+=("$line"); done < <(host_mirrors)
   if ((${#mirrors[@]} == 0)); then
     # No downloaded lists to ask apt about: hand mmdebstrap the host's source files
@@ -282,7 +291,7 @@ build_rootfs() {
   mkdir -p "$CACHE"
   # Hooks run on the host with the rootfs directory as $1.
   # --format: mmdebstrap guesses it from the name, and "x.tar.tmp" would be a directory.
-  mmdebstrap --variant=apt --format=tar --include="$ROOTFS_INCLUDE" \
+  mmdebstrap --variant=apt --format=tar --architectures="$arch" --include="$ROOTFS_INCLUDE" \
     --customize-hook='mkdir -p "$1/etc/nix" "$1/nix"' \
     --customize-hook="printf '%s\\n'$settings >\"\$1/etc/nix/nix.conf\"" \
     --customize-hook='test -x "$1/bin/busybox" && test -e "$1/bin/sh"' \
@@ -290,32 +299,135 @@ build_rootfs() {
   mv -f "$tar.tmp" "$tar"
 }
 
+builder_image_current() { # IMAGE KEY
+  [[ $(podman image inspect --format '{{index .Labels "nixdocker.test-builder.key"}}' "$1" 2>/dev/null) == "$2" ]]
+}
+
+# ensure_builder_image [ARCH [IMAGE]]: the test builder for ARCH, from the cached rootfs when there is one.
 ensure_builder_image() {
-  local key have
-  key=$(builder_key)
-  if podman image exists "$BUILDER_IMAGE"; then
-    have=$(podman image inspect --format '{{index .Labels "nixdocker.test-builder.key"}}' "$BUILDER_IMAGE" 2>/dev/null || true)
-    if [[ $have == "$key" ]]; then
-      log "builder image $BUILDER_IMAGE present"
-      return 0
-    fi
-    log "builder image $BUILDER_IMAGE is outdated (key '$have', want '$key'); rebuilding"
+  local arch=${1:-amd64} image=${2:-$BUILDER_IMAGE} key
+  key=$(builder_key "$arch")
+  if builder_image_current "$image" "$key"; then
+    log "builder image $image present"
+    return 0
   fi
+  ! podman image exists "$image" || log "builder image $image is outdated (want key '$key'); rebuilding"
   local tar=$CACHE/test-builder-$SUITE-$key.tar
+  [[ $arch == amd64 ]] || tar=$CACHE/test-builder-$SUITE-$arch-$key.tar
   rm -rf "$tar.tmp"
   if [[ -f $tar ]]; then
     log "using cached rootfs $tar"
   else
-    build_rootfs "$tar"
+    build_rootfs "$tar" "$arch"
   fi
-  log "importing $tar as $BUILDER_IMAGE"
-  podman import --quiet \
+  log "importing $tar as $image"
+  podman import --quiet --arch "$arch" \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'CMD ["/bin/sh"]' \
     --change "LABEL nixdocker.test-builder.key=$key" \
-    "$tar" "$BUILDER_IMAGE" >/dev/null
-  podman run --rm "$BUILDER_IMAGE" nix-build --version >&2 ||
-    die "nix-build does not run in $BUILDER_IMAGE"
+    "$tar" "$image" >/dev/null
+  podman run --rm --arch "$arch" "$image" nix-build --version >&2 ||
+    die "nix-build does not run in $image"
+}
+
+# --- 7. arm64 emulation ----------------------------------------------------
+binfmt_mounted() { [[ -e /proc/sys/fs/binfmt_misc/register ]]; }
+qemu_aarch64_enabled() { [[ $(head -1 /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null) == enabled ]]; }
+
+ensure_emulation() {
+  if ! binfmt_mounted; then
+    log "mounting binfmt_misc at /proc/sys/fs/binfmt_misc"
+    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || die "cannot mount binfmt_misc"
+  fi
+  if ! qemu_aarch64_enabled; then
+    update-binfmts --enable qemu-aarch64 >&2 || die "update-binfmts --enable qemu-aarch64 failed"
+  fi
+  qemu_aarch64_enabled || die "qemu-aarch64 is not registered in /proc/sys/fs/binfmt_misc"
+  log "arm64 emulation: $(head -2 /proc/sys/fs/binfmt_misc/qemu-aarch64 | tr '\n' ' ')"
+}
+
+# --- 8. background parts ---------------------------------------------------
+# The slow parts (the arm64 builder, about 2 min cold; dockerd with the builder image
+# loaded) come up in the background of `up` so the suites that need neither run
+# meanwhile. Each writes $STATE/parts/NAME: "ready", or "failed: WHY" as its last line,
+# and test/helpers/services.ts waits on that file (with a bound) before it runs a suite
+# that needs the part. "starting" means a background job is still at work.
+part_state() { tail -1 "$STATE/parts/$1" 2>/dev/null || true; }
+
+# start_part NAME: runs `services.sh _part NAME` in its own session in the background,
+# unless it is already at work. The part functions are idempotent and quick when the
+# part is up already, so a second `up` re-checks it (and restarts what died).
+start_part() {
+  local name=$1
+  mkdir -p "$STATE/parts"
+  if pid_of "part-$name" "_part $name" >/dev/null; then
+    log "$name: still starting in the background (log $STATE/$name.log)"
+    return 0
+  fi
+  echo starting >"$STATE/parts/$name"
+  setsid bash "$(realpath "$0")" _part "$name" </dev/null >/dev/null 2>&1 &
+  echo $! >"$STATE/part-$name.pid"
+  log "$name: starting in the background (log $STATE/$name.log)"
+}
+
+# The background job itself: the part's function under set -e, then its state.
+run_part() {
+  local name=$1 rc=0
+  set +e
+  ( set -e; "part_${name//-/_}" ) >>"$STATE/$name.log" 2>&1
+  rc=$?
+  if ((rc == 0)); then
+    echo ready >>"$STATE/parts/$name"
+  else
+    echo "failed (exit $rc): $(tail -1 "$STATE/$name.log"); full log in $STATE/$name.log" >>"$STATE/parts/$name"
+  fi
+  rm -f "$STATE/part-$name.pid"
+}
+
+# stop_part NAME: ends a background job with everything it started (its session).
+stop_part() {
+  local pid
+  pid=$(pid_of "part-$1" "_part $1") || { rm -f "$STATE/part-$1.pid"; return 0; }
+  log "stopping the background start of $1 (session $pid)"
+  kill -TERM -- "-$pid" 2>/dev/null || true
+  wait_for 15 bash -c "! kill -0 $pid" || kill -KILL -- "-$pid" 2>/dev/null || true
+  rm -f "$STATE/part-$1.pid"
+}
+
+part_arm64_builder() { ensure_emulation && ensure_builder_image arm64 "$ARM64_BUILDER_IMAGE"; }
+
+# --- 9. dockerd --------------------------------------------------------------
+dockerd_ping() { curl -fsS --max-time 2 --unix-socket "$DOCKERD_SOCK" http://d/_ping; }
+
+part_dockerd() {
+  if ! { pid_of dockerd 'dockerd' >/dev/null && dockerd_ping >/dev/null 2>&1; }; then
+    stop_pid dockerd 'dockerd'
+    rm -f "$DOCKERD_SOCK"
+    mkdir -p "$DOCKERD_DATA_ROOT" "$STATE/dockerd"
+    # Everything of its own, so it never meets a system dockerd or podman; no iptables,
+    # because the host's rules are not ours to change and tests use host networking.
+    write_if_changed "$STATE/dockerd/daemon.json" "{
+  \"data-root\": \"$DOCKERD_DATA_ROOT\",
+  \"exec-root\": \"$DOCKERD_EXEC_ROOT\",
+  \"pidfile\": \"$STATE/dockerd/docker.pid\",
+  \"hosts\": [\"unix://$DOCKERD_SOCK\"],
+  \"iptables\": false,
+  \"insecure-registries\": [\"127.0.0.1:5000\", \"localhost:5000\", \"127.0.0.1:5001\", \"127.0.0.1:5002\", \"127.0.0.1:5003\"]
+}"
+    setsid dockerd --config-file "$STATE/dockerd/daemon.json" </dev/null >>"$STATE/dockerd/dockerd.log" 2>&1 &
+    echo $! >"$STATE/dockerd.pid"
+    wait_for 60 dockerd_ping || die "dockerd did not answer on $DOCKERD_SOCK; see $STATE/dockerd/dockerd.log"
+    log "dockerd up (pid $(<"$STATE/dockerd.pid")) at $DOCKERD_SOCK"
+  fi
+  # The amd64 test builder, handed over from podman (docker cannot read podman's store).
+  local key want
+  key=$(builder_key amd64)
+  want=$(DOCKER_HOST=unix://$DOCKERD_SOCK docker image inspect --format '{{index .Config.Labels "nixdocker.test-builder.key"}}' "$BUILDER_IMAGE" 2>/dev/null || true)
+  if [[ $want != "$key" ]]; then
+    log "loading $BUILDER_IMAGE into dockerd"
+    podman save "$BUILDER_IMAGE" | DOCKER_HOST=unix://$DOCKERD_SOCK docker load >&2 ||
+      die "could not load $BUILDER_IMAGE into dockerd"
+  fi
 }
 
 # --- commands ----------------------------------------------------------------
@@ -324,6 +436,8 @@ env_lines() {
   printf 'export DOCKER_HOST=%q\n' "unix://$SOCK"
   printf 'export NIXDOCKER_TEST_REGISTRY=%q\n' "$REGISTRY_ADDR"
   printf 'export NIXDOCKER_TEST_BUILDER_IMAGE=%q\n' "$BUILDER_IMAGE"
+  printf 'export NIXDOCKER_TEST_ARM64_BUILDER_IMAGE=%q\n' "$ARM64_BUILDER_IMAGE"
+  printf 'export NIXDOCKER_TEST_DOCKERD_HOST=%q\n' "unix://$DOCKERD_SOCK"
   printf 'export NIX_REMOTE=\n'
 }
 
@@ -337,6 +451,8 @@ cmd_up() {
   start_podman
   start_registry
   ensure_builder_image
+  start_part arm64-builder
+  start_part dockerd
   env_lines >"$STATE/env"
   log "ready in $((SECONDS - t0)) s; environment in $STATE/env"
   env_lines
@@ -352,9 +468,17 @@ cmd_down() {
       podman rm -f -t 0 $names >/dev/null 2>&1 || true
     fi
   fi
+  local part
+  for part in arm64-builder dockerd; do stop_part "$part"; done
+  if dockerd_ping >/dev/null 2>&1; then
+    names=$(DOCKER_HOST=unix://$DOCKERD_SOCK docker ps -aq 2>/dev/null || true)
+    # shellcheck disable=SC2086
+    [[ -z $names ]] || DOCKER_HOST=unix://$DOCKERD_SOCK docker rm -f $names >/dev/null 2>&1 || true
+  fi
+  stop_pid dockerd 'dockerd'
   stop_pid podman 'system service'
   stop_pid registry 'docker-registry'
-  rm -rf "$SOCK" "$STATE/registry" "$STATE/env"
+  rm -rf "$SOCK" "$DOCKERD_SOCK" "$STATE/registry" "$STATE/env" "$STATE/parts"
   log "down"
 }
 
@@ -377,6 +501,12 @@ cmd_status() {
   else
     echo "builder image: $BUILDER_IMAGE missing"; rc=1
   fi
+  echo "arm64 builder: $(part_state arm64-builder || true)"
+  if pid=$(pid_of dockerd 'dockerd') && dockerd_ping >/dev/null 2>&1; then
+    echo "dockerd: running (pid $pid) at unix://$DOCKERD_SOCK ($(part_state dockerd))"
+  else
+    echo "dockerd: not running ($(part_state dockerd))"
+  fi
   names=$(podman ps -a --format '{{.Names}} ({{.Status}})' --filter 'name=^nixdocker-' 2>/dev/null || true)
   [[ -z $names ]] || printf 'containers:\n%s\n' "$names"
   return $rc
@@ -386,5 +516,6 @@ case ${1:-} in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
+  _part) run_part "$2" ;;
   *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
 esac

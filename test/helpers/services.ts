@@ -7,8 +7,43 @@ import { REPO_ROOT, tmpProject } from './project.js';
 /** The parts integration suites run against, as scripts/services.sh starts them. */
 export const REGISTRY = process.env.NIXDOCKER_TEST_REGISTRY ?? '127.0.0.1:5000';
 export const BUILDER_IMAGE = process.env.NIXDOCKER_TEST_BUILDER_IMAGE ?? 'localhost/nixdocker-test-builder:latest';
+/** The emulated arm64 test builder (qemu-user-static), in podman. */
+export const ARM64_BUILDER_IMAGE = process.env.NIXDOCKER_TEST_ARM64_BUILDER_IMAGE ?? 'localhost/nixdocker-test-builder-arm64:latest';
+/** Debian's dockerd as a second engine, with the amd64 test builder loaded. */
+export const DOCKERD_HOST = process.env.NIXDOCKER_TEST_DOCKERD_HOST ?? 'unix:///tmp/nixdocker-services/dockerd.sock';
+const SERVICES_DIR = process.env.NIXDOCKER_SERVICES_DIR ?? '/tmp/nixdocker-services';
 
-export type Part = 'engine' | 'registry' | 'builder-image' | 'nix';
+export type Part = 'engine' | 'registry' | 'builder-image' | 'nix' | 'arm64-builder' | 'dockerd';
+
+/** A dockerode client for a DOCKER_HOST-style address (unix:// only: the test services). */
+export function dockerAt(host: string): Docker {
+  return new Docker({ socketPath: host.replace(/^unix:\/\//, '') });
+}
+
+/**
+ * services.sh starts the slow parts in the background and writes their state to
+ * $NIXDOCKER_SERVICES_DIR/parts/NAME ("starting", then "ready" or "failed: ..." as the last
+ * line). Waits for the last line to leave "starting", polling the file within a bound.
+ */
+async function backgroundPart(name: string, boundMs: number): Promise<string | null> {
+  const file = path.join(SERVICES_DIR, 'parts', name);
+  const until = Date.now() + boundMs;
+  let announced = false;
+  for (;;) {
+    let state: string;
+    try {
+      state = (await readFile(file, 'utf8')).trim().split('\n').pop() ?? '';
+    } catch {
+      return `${name}: services.sh has not started it (no ${file})`;
+    }
+    if (state === 'ready') return null;
+    if (state !== 'starting') return `${name}: ${state}`;
+    if (Date.now() > until) return `${name}: still starting after ${boundMs / 1000} s`;
+    if (!announced) process.stderr.write(`[wait] ${name} is still starting in the background (services.sh)\n`);
+    announced = true;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
 
 const HOW = 'start them with `eval "$(bash scripts/services.sh up)"` (or run `npm test`, which does)';
 
@@ -25,6 +60,21 @@ async function partMissing(part: Part): Promise<string | null> {
       case 'registry': {
         const r = await fetch(`http://${REGISTRY}/v2/`, { signal: AbortSignal.timeout(3000) });
         return r.ok ? null : `registry at ${REGISTRY} answered ${r.status}`;
+      }
+      case 'arm64-builder': {
+        // A cold start builds an arm64 rootfs under emulation: minutes, once per cache.
+        const waited = await backgroundPart('arm64-builder', 15 * 60_000);
+        if (waited) return waited;
+        await new Docker().getImage(ARM64_BUILDER_IMAGE).inspect();
+        return null;
+      }
+      case 'dockerd': {
+        const waited = await backgroundPart('dockerd', 5 * 60_000);
+        if (waited) return waited;
+        const docker = dockerAt(DOCKERD_HOST);
+        await docker.ping();
+        await docker.getImage(BUILDER_IMAGE).inspect();
+        return null;
       }
       case 'nix': {
         const { execa } = await import('execa');
