@@ -6,7 +6,8 @@
 #
 # The result is plain data so that `nix-instantiate --eval --json` can hand it
 # to nixdocker: base and user packages with their .drv and out paths, kept
-# apart so that the image layers of the base never depend on the user files.
+# apart so that the image layers of the base never depend on the user files,
+# and the Nix system they are built for.
 { root, manifest }:
 let
   m = builtins.fromJSON manifest;
@@ -39,6 +40,8 @@ let
   image = if builtins.pathExists imageFile then import imageFile else { };
 in
 {
+  # What this Nix builds for: the image's platform comes from here, not from the client.
+  system = builtins.currentSystem;
   base = load "${m.envDir}/default.nix";
   user = builtins.concatMap load m.userConfig;
   image =

@@ -1,5 +1,6 @@
 import type { BuildResult } from '../nix/types.js';
 import type { ImageSettings } from '../config/types.js';
+import { platformOfNixSystem } from '../config/platform.js';
 import { silentLogger, type Logger } from '../log.js';
 import { writeLayerBlob, blobPath } from './blob.js';
 import { customisationEntries } from './customisation.js';
@@ -19,8 +20,6 @@ export interface AssembleOptions {
   cacheDir: string;
   signal?: AbortSignal;
   log?: Logger;
-  /** Node-style architecture of the store paths; `process.arch` by default. */
-  arch?: string;
   /** Layers built at once (gzip runs on libuv's thread pool); 4 by default. */
   concurrency?: number;
 }
@@ -95,7 +94,7 @@ export async function assembleImage(opts: AssembleOptions): Promise<AssembledIma
   }
 
   const layers = [...storeLayers, customLayer];
-  const config = imageConfig({ settings, diffIds: layers.map((l) => l.diffId), name: result.name, tag: result.tag, arch: opts.arch });
+  const config = imageConfig({ settings, diffIds: layers.map((l) => l.diffId), name: result.name, tag: result.tag, platform: platformOfNixSystem(result.system) });
   const configDigest = sha256Digest(config);
   const manifest = imageManifest({ digest: configDigest, size: config.length }, layers);
   const built = layers.filter((l) => !l.cached);

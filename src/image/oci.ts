@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
-import os from 'node:os';
 import type { NixImageSettings } from '../nix/types.js';
 import type { ImageSettings } from '../config/types.js';
+import type { Platform } from '../config/platform.js';
 import { imageCreated, VERSION } from '../version.js';
 import { DEFAULT_WORKING_DIR } from './customisation.js';
 
 export const MEDIA_TYPE = {
   manifest: 'application/vnd.oci.image.manifest.v1+json',
+  index: 'application/vnd.oci.image.index.v1+json',
   config: 'application/vnd.oci.image.config.v1+json',
   layer: 'application/vnd.oci.image.layer.v1.tar+gzip',
 } as const;
@@ -32,31 +33,6 @@ export function resolveImageSettings(nix: NixImageSettings, config: ImageSetting
     workingDir: config.workingDir ?? nix.workingDir ?? DEFAULT_WORKING_DIR,
     ...(user !== undefined ? { user } : {}),
   };
-}
-
-/** The OCI platform of a Node `process.arch`. */
-export function ociPlatform(arch: string = process.arch): { architecture: string; variant?: string } {
-  switch (arch) {
-    case 'x64':
-      return { architecture: 'amd64' };
-    case 'arm64':
-      return { architecture: 'arm64' };
-    case 'arm':
-      return { architecture: 'arm', variant: `v${(process.config.variables as { arm_version?: string }).arm_version ?? '7'}` };
-    case 'ia32':
-      return { architecture: '386' };
-    case 'ppc64':
-      return { architecture: os.endianness() === 'LE' ? 'ppc64le' : 'ppc64' };
-    case 's390x':
-    case 'riscv64':
-    case 'loong64':
-      return { architecture: arch };
-    case 'mips':
-    case 'mipsel':
-      return { architecture: arch === 'mipsel' ? 'mipsle' : 'mips' };
-    default:
-      throw new Error(`no OCI architecture known for ${arch}`);
-  }
 }
 
 /**
@@ -91,7 +67,8 @@ export interface ImageConfigInput {
   /** Identity of the image, recorded in its labels. */
   name: string;
   tag: string;
-  arch?: string;
+  /** What the binaries inside run on: the system Nix built for. */
+  platform: Platform;
   /** The image's `created`; imageCreated() (SOURCE_DATE_EPOCH or the layout's date) by default. */
   created?: string;
 }
@@ -104,8 +81,9 @@ export function imageConfig(input: ImageConfigInput): Buffer {
     .map((k) => `${k}=${settings.env[k]}`);
   return Buffer.from(
     canonicalJson({
-      ...ociPlatform(input.arch),
-      os: 'linux',
+      os: input.platform.os,
+      architecture: input.platform.architecture,
+      variant: input.platform.variant,
       created: input.created ?? imageCreated(),
       config: {
         Env: env,

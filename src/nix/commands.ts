@@ -20,6 +20,8 @@ export interface NixStepOptions {
 }
 
 export interface Evaluation {
+  /** The Nix system the builder builds for (builtins.currentSystem), e.g. aarch64-linux. */
+  system: string;
   base: BuiltPackage[];
   user: BuiltPackage[];
   image: NixImageSettings;
@@ -38,9 +40,9 @@ export async function evaluate(runner: NixRunner, manifest: string, opts: NixSte
   );
   if (r.exitCode !== 0) throw nixError('evaluate', r, runner.root);
   type Raw = { name: string; drv: string; out: string; source: string };
-  const parsed = JSON.parse(r.stdout) as { base: Raw[]; user: Raw[]; image?: NixImageSettings };
+  const parsed = JSON.parse(r.stdout) as { system: string; base: Raw[]; user: Raw[]; image?: NixImageSettings };
   const pkg = (p: Raw): BuiltPackage => ({ name: p.name, drvPath: p.drv, outPath: p.out, source: p.source });
-  return { base: parsed.base.map(pkg), user: parsed.user.map(pkg), image: parsed.image ?? {} };
+  return { system: parsed.system, base: parsed.base.map(pkg), user: parsed.user.map(pkg), image: parsed.image ?? {} };
 }
 
 /** Builds (or finds in the store) every derivation; returns the ones it really built. */

@@ -34,5 +34,5 @@ export async function buildEnvironment(runner: NixRunner, config: Config, identi
   const packages = [...ev.base, ...ev.user];
   const built = await timed('build', () => realise(runner, packages.map((p) => p.drvPath), { ...step, onProgress: opts.onProgress }));
   const closure = await timed('closure', () => queryClosure(runner, packages.map((p) => p.outPath), step));
-  return { name: identity.name, tag: identity.tag, base: ev.base, user: ev.user, closure, image: ev.image, phases, built };
+  return { name: identity.name, tag: identity.tag, system: ev.system, base: ev.base, user: ev.user, closure, image: ev.image, phases, built };
 }

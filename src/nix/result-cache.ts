@@ -15,7 +15,8 @@ export class ResultCache {
 
   async get(name: string, tag: string): Promise<BuildResult | null> {
     const r = await readJson<BuildResult>(this.file(name, tag));
-    return r && r.name === name && r.tag === tag ? r : null;
+    // A result from before results carried their system is not trusted to say what it holds.
+    return r && r.name === name && r.tag === tag && typeof r.system === 'string' ? r : null;
   }
 
   async put(result: BuildResult): Promise<void> {

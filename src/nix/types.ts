@@ -32,6 +32,8 @@ export interface BuildResult {
   /** The identity the result belongs to. */
   name: string;
   tag: string;
+  /** The Nix system the packages were built for (x86_64-linux, aarch64-linux, ...). */
+  system: string;
   /** Packages of envDir/default.nix: their closure forms the base layers. */
   base: BuiltPackage[];
   /** Packages of the userConfig files, in config order. */

@@ -66,6 +66,7 @@ if (missing && !process.env.CI) {
     const result: BuildResult = {
       name: NAME,
       tag: TAG,
+      system: 'x86_64-linux', // the host's busybox-static
       base: [pkg(BUSYBOX)],
       user: [pkg(HELLO)],
       closure: {

@@ -68,7 +68,7 @@ function buildResult(pkgs: FakePkg[], base: string[], user: string[], image: Bui
   const closure: Record<string, StorePathInfo> = {};
   for (const p of pkgs) closure[p.path] = { path: p.path, narSize: JSON.stringify(p.files).length * 100, references: [p.path, ...(p.refs ?? [])] };
   const pkg = (p: string): BuiltPackage => ({ name: p.replace(/^.*?-/, '').replace(/-[0-9.]+$/, ''), drvPath: `${p}.drv`, outPath: p, source: 'env/default.nix' });
-  return { name: 'n'.repeat(32), tag: 't'.repeat(32), base: base.map(pkg), user: user.map(pkg), closure, image, phases: {}, built: [] };
+  return { name: 'n'.repeat(32), tag: 't'.repeat(32), system: 'x86_64-linux', base: base.map(pkg), user: user.map(pkg), closure, image, phases: {}, built: [] };
 }
 
 const SETTINGS: ImageSettings = { maxLayers: 10 };
@@ -113,7 +113,7 @@ async function members(tar: Buffer): Promise<Member[]> {
 }
 
 async function assemble(store: string, cacheDir: string, result = buildResult(PKGS, [BUSYBOX], [HELLO, COREUTILS]), settings = SETTINGS, reader: StoreReader = new FsStoreReader({ storeDir: store })): Promise<AssembledImage> {
-  return assembleImage({ result, settings, reader, cacheDir, arch: 'x64' });
+  return assembleImage({ result, settings, reader, cacheDir });
 }
 
 test('manifest and config: canonical OCI JSON whose digests, sizes and diff_ids match the layers', async () => {

@@ -26,7 +26,7 @@ function add(c: Closure, name: string, narSize: number, refs: string[] = []): st
 
 function result(closure: Closure, base: string[], user: string[]): BuildResult {
   const pkg = (name: string) => ({ name, drvPath: `${sp(name)}.drv`, outPath: sp(name), source: 'x.nix' });
-  return { name: 'n', tag: 't', base: base.map(pkg), user: user.map(pkg), closure, image: {}, phases: {}, built: [] };
+  return { name: 'n', tag: 't', system: 'x86_64-linux', base: base.map(pkg), user: user.map(pkg), closure, image: {}, phases: {}, built: [] };
 }
 
 /** Deterministic pseudo-random numbers (mulberry32). */
