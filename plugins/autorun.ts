@@ -1,4 +1,5 @@
 import type { CommandResult, ImageDescription, Plugin, PluginContext } from '../src/hooks.js';
+import { parseEnvOption, parsePublish, type PublishedPort } from '../src/index.js';
 
 /**
  * autorun: runs a command in every new image, like `nixdocker run` (the
@@ -16,6 +17,10 @@ export interface AutorunOptions {
   command: string[];
   /** Kill the command after this many milliseconds. Default 10 minutes. */
   timeoutMs?: number;
+  /** Variables for the command, as `nixdocker run -e`: `KEY=VALUE`, or `KEY` to pass the daemon's own. */
+  env?: string[];
+  /** Ports to publish, as `nixdocker run -p`: `8888:8888`, `127.0.0.1:8080:80`, ... */
+  publish?: string[];
 }
 
 /** CommandResult.output keeps the last this many bytes. */
@@ -26,6 +31,8 @@ const STOP_WAIT_MS = 15_000;
 interface Normalized {
   command: string[];
   timeoutMs: number;
+  env: string[];
+  publish: PublishedPort[];
 }
 
 function normalizeOptions(raw: AutorunOptions | Record<string, unknown>): Normalized {
@@ -38,7 +45,18 @@ function normalizeOptions(raw: AutorunOptions | Record<string, unknown>): Normal
   if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
     throw new TypeError(`autorun plugin: option "timeoutMs" must be a positive number of milliseconds, not ${JSON.stringify(o.timeoutMs)}`);
   }
-  return { command: [...(command as string[])], timeoutMs };
+  const strings = (key: string): string[] => {
+    const v = o[key] ?? [];
+    if (!Array.isArray(v) || !v.every((a) => typeof a === 'string')) {
+      throw new TypeError(`autorun plugin: option "${key}" must be an array of strings, not ${JSON.stringify(v)}`);
+    }
+    return v as string[];
+  };
+  const env = strings('env');
+  // Checked now, so a typo stops the start instead of every run; a bare KEY is read at each run.
+  for (const e of env) parseEnvOption(e, 'autorun option "env"', {});
+  const publish = strings('publish').map((p) => parsePublish(p, 'autorun option "publish"'));
+  return { command: [...(command as string[])], timeoutMs, env, publish };
 }
 
 interface Run {
@@ -104,6 +122,8 @@ async function execute(image: ImageDescription, opts: Normalized, cancel: AbortS
       context.log.info(`running \`${shown}\` in ${image.image}`);
       const code = await context.runInImage(image.image, opts.command, {
         signal,
+        env: opts.env.map((e) => parseEnvOption(e, 'autorun option "env"')).filter((e): e is string => e !== null),
+        publish: opts.publish,
         onOutput: (chunk) => {
           output.push(chunk);
           lines.push(chunk);

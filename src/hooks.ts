@@ -1,3 +1,4 @@
+import type { PublishedPort } from './engine/run-options.js';
 import { AsyncSeriesBailHook, AsyncSeriesHook, AsyncSeriesWaterfallHook, SyncHook } from 'tapable';
 import type { Config } from './config/types.js';
 import type { BuildPhase } from './nix/types.js';
@@ -159,7 +160,18 @@ export interface PluginContext {
   /** A child logger that names the plugin. */
   log: Logger;
   /** Runs a command in an image through the engine, like `nixdocker run`. */
-  runInImage(image: string, command: string[], opts: { signal?: AbortSignal; onOutput?: (chunk: string) => void }): Promise<number>;
+  runInImage(
+    image: string,
+    command: string[],
+    opts: {
+      signal?: AbortSignal;
+      onOutput?: (chunk: string) => void;
+      /** `KEY=VALUE` strings for the container, like `nixdocker run -e`. */
+      env?: string[];
+      /** Ports to publish on the host, like `nixdocker run -p` (see parsePublish). */
+      publish?: PublishedPort[];
+    },
+  ): Promise<number>;
   /** The project's cache directory, for plugin state. */
   cacheDir: string;
   /** Fires commandFinished with a command's result (what autorun reports through). */

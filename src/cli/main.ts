@@ -42,14 +42,20 @@ export async function main(argv: string[], env: { stdout?: NodeJS.WritableStream
   const stdout = env.stdout ?? process.stdout;
   let log: Logger | undefined;
   try {
-    const cmdIndex = argv.findIndex((a, i) => !a.startsWith('-') && !(i > 0 && isValueOf(argv[i - 1]!)));
+    const cmdIndex = firstPositional(argv);
     const name = cmdIndex >= 0 ? argv[cmdIndex] : undefined;
-    const command = COMMANDS.find((c) => c.name === name);
+    let command = COMMANDS.find((c) => c.name === name);
     if (name && !command) {
       process.stderr.write(`nixdocker: unknown command "${name}"\n\n${usage()}\n`);
       return 2;
     }
-    const rest = cmdIndex >= 0 ? [...argv.slice(0, cmdIndex), ...argv.slice(cmdIndex + 1)] : argv;
+    let rest = cmdIndex >= 0 ? [...argv.slice(0, cmdIndex), ...argv.slice(cmdIndex + 1)] : argv;
+    // `pull run ...` is `run --pull always ...`, so it takes run's options in run's places.
+    const sub = command?.name === 'pull' ? firstPositional(rest) : -1;
+    if (sub >= 0 && rest[sub] === 'run') {
+      command = COMMANDS.find((c) => c.name === 'run')!;
+      rest = ['--pull', 'always', ...rest.slice(0, sub), ...rest.slice(sub + 1)];
+    }
     const { values, positionals } = parseCommandArgs(command, rest);
     if (values.version) {
       stdout.write(`${VERSION}\n`);
@@ -98,6 +104,11 @@ export async function main(argv: string[], env: { stdout?: NodeJS.WritableStream
     process.stderr.write(`nixdocker: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
     return 70;
   }
+}
+
+/** Index of the first argument that is neither an option nor a global option's value. */
+function firstPositional(args: string[]): number {
+  return args.findIndex((a, i) => !a.startsWith('-') && !(i > 0 && isValueOf(args[i - 1]!)));
 }
 
 function isValueOf(prev: string): boolean {

@@ -1,36 +1,37 @@
+import type { Docker } from '../engine/engine.js';
 import { connectEngine } from '../engine/engine.js';
 import { pullImage } from '../engine/run.js';
 import { computeIdentity } from '../identity.js';
 import type { Command, CommandContext } from './command.js';
 import { projectConfig } from './project.js';
-import { runCommand } from './run.js';
 import { StatusLine } from './status-line.js';
 
 export const pullCommand: Command = {
   name: 'pull',
-  summary: 'pull the image of the current inputs into the engine (`pull run CMD...` also runs it)',
-  usage: `nixdocker pull [run [CMD...]]
+  summary: 'pull the image of the current inputs into the engine (`pull run ...` also runs it)',
+  usage: `nixdocker pull [run [RUN OPTIONS] [CMD...]]
 
   Pulls REGISTRY/NAMESPACE/NAME:TAG (see \`nixdocker hash\`) through the engine.
-  \`nixdocker pull run python hello_world.py\` pulls, then runs as \`nixdocker run\` does.`,
+  \`nixdocker pull run ...\` is \`nixdocker run --pull always ...\`: it takes every
+  option of \`run\` in the same places (\`nixdocker pull run -C DIR -p 8888:8888 CMD\`).`,
   passthrough: true,
   async run(ctx) {
-    await pull(ctx);
-    if (ctx.positionals[0] === 'run') return runCommand.run({ ...ctx, positionals: ctx.positionals.slice(1) });
     if (ctx.positionals.length > 0) {
       process.stderr.write(`nixdocker pull: unexpected "${ctx.positionals[0]}" (did you mean \`nixdocker pull run ${ctx.positionals.join(' ')}\`?)\n`);
       return 2;
     }
+    const config = await projectConfig(ctx);
+    const { image } = await computeIdentity(config);
+    await pullWithProgress(ctx, connectEngine(), image);
     return 0;
   },
 };
 
-async function pull(ctx: CommandContext): Promise<void> {
-  const config = await projectConfig(ctx);
-  const { image } = await computeIdentity(config);
+/** Pulls through the engine with a live line on a terminal; logs the outcome. */
+export async function pullWithProgress(ctx: CommandContext, docker: Docker, image: string): Promise<void> {
   const line = new StatusLine(process.stderr);
   try {
-    await pullImage(connectEngine(), image, (p) => line.set(`pulling ${image}: ${p.done}/${p.layers} layers`));
+    await pullImage(docker, image, (p) => line.set(`pulling ${image}: ${p.done}/${p.layers} layers`));
   } finally {
     line.clear();
   }

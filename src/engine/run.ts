@@ -3,6 +3,7 @@ import type Docker from 'dockerode';
 import { UserError } from '../errors.js';
 import { attachInteractive } from './attach.js';
 import { engineUnreachable, isConnectionError, isNotFound, LABEL_ROLE } from './engine.js';
+import { portBindings, type PublishedPort } from './run-options.js';
 
 /** Where workdir/user appears when the image names no working directory. */
 export const RUN_WORKDIR = '/work';
@@ -26,7 +27,12 @@ export interface RunSpec {
   volumes?: { name: string; target: string }[];
   /** Attach stdin and a TTY (an interactive terminal). */
   interactive: boolean;
+  /** `KEY=VALUE` strings, on top of the image's own. */
   env?: string[];
+  /** Container ports published on the host (`-p`). */
+  publish?: PublishedPort[];
+  /** The container's name (`--name`); the engine picks one when unset. */
+  name?: string;
   labels?: Record<string, string>;
   signal?: AbortSignal;
   stdin?: NodeJS.ReadStream;
@@ -48,7 +54,9 @@ export async function runContainer(docker: Docker, spec: RunSpec): Promise<numbe
   spec.signal?.throwIfAborted();
   let container: Docker.Container;
   try {
+    const ports = portBindings(spec.publish ?? []);
     container = await docker.createContainer({
+      name: spec.name,
       Image: spec.image,
       Cmd: spec.cmd.length > 0 ? spec.cmd : undefined,
       Tty: spec.interactive,
@@ -60,8 +68,10 @@ export async function runContainer(docker: Docker, spec: RunSpec): Promise<numbe
       Env: spec.env,
       Labels: { [LABEL_ROLE]: 'run', ...spec.labels },
       WorkingDir: spec.mount?.container,
+      ExposedPorts: ports.ExposedPorts,
       // The Mounts API, not a Binds string: a path may hold ':' or ','.
       HostConfig: {
+        PortBindings: ports.PortBindings,
         Mounts: [
           ...(spec.mount ? [{ Type: 'bind' as const, Source: spec.mount.host, Target: spec.mount.container }] : []),
           ...(spec.volumes ?? []).map((v) => ({ Type: 'volume' as const, Source: v.name, Target: v.target })),
@@ -71,7 +81,10 @@ export async function runContainer(docker: Docker, spec: RunSpec): Promise<numbe
   } catch (err) {
     if (isConnectionError(err)) throw engineUnreachable(err);
     if (isNotFound(err)) {
-      throw new UserError(`The image ${spec.image} is not in the engine.`, 'run `nixdocker pull` first, or `nixdocker pull run ...` to do both');
+      throw new UserError(`The image ${spec.image} is not in the engine.`, 'run `nixdocker pull` first, or `nixdocker run --pull missing ...` (the default) to pull it on the way');
+    }
+    if ((err as { statusCode?: number }).statusCode === 409 && spec.name) {
+      throw new UserError(`A container named "${spec.name}" exists already: ${firstLine(err)}`, `choose another --name, or remove that container (docker rm ${spec.name})`, { cause: err });
     }
     throw err;
   }
@@ -97,7 +110,14 @@ export async function runContainer(docker: Docker, spec: RunSpec): Promise<numbe
     } else {
       docker.modem.demuxStream(stream, stdout, stderr);
     }
-    await container.start();
+    try {
+      await container.start();
+    } catch (err) {
+      if (spec.publish?.length && /address already in use|port is already allocated|bind/i.test(firstLine(err))) {
+        throw new UserError(`The engine could not publish the ports ${spec.publish.map(showPort).join(', ')}: ${firstLine(err)}`, 'choose a free host port with -p HOST_PORT:CONTAINER_PORT', { cause: err });
+      }
+      throw err;
+    }
 
     if (spec.interactive && (stdout as NodeJS.WriteStream).isTTY) {
       const resize = () => {
@@ -194,6 +214,15 @@ export async function pullImage(
   } catch {
     throw pullError(image, new Error('the engine reports success but does not have the image'));
   }
+}
+
+function showPort(p: PublishedPort): string {
+  return `${p.hostIp ? `${p.hostIp}:` : ''}${p.hostPort ?? ''}:${p.containerPort}/${p.protocol}`;
+}
+
+function firstLine(err: unknown): string {
+  const e = err as { json?: { message?: string }; message?: string };
+  return String(e.json?.message ?? e.message ?? err).split('\n')[0]!.replace(/^\(HTTP code \d+\) [^-]*- /, '');
 }
 
 function pullError(image: string, err: unknown): UserError {

@@ -95,6 +95,8 @@ export class Pipeline {
           stdout: out,
           stderr: out,
           signal: opts.signal,
+          env: opts.env,
+          publish: opts.publish,
           labels: { 'org.nixdocker.project': this.config.projectDir },
         });
       },

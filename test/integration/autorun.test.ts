@@ -10,7 +10,7 @@ import { buildImage } from '../../src/pipeline/build-image.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
 import type { LogRecord } from '../helpers/plugin.js';
 import { cleanupProjects } from '../helpers/project.js';
-import { waitUntil } from '../helpers/registry.js';
+import { freePort, waitUntil } from '../helpers/registry.js';
 import { BUILDER_IMAGE, offlineProject, removeVolume, requireParts } from '../helpers/services.js';
 
 const test = suite('autorun plugin (real nix, podman, registry)');
@@ -72,6 +72,10 @@ test('options are checked when the plugin is created', () => {
   assert.throws(() => autorun({ command: ['echo', 1] }), /"command"/);
   assert.throws(() => autorun({ command: ['true'], timeoutMs: 0 }), /"timeoutMs"/);
   assert.throws(() => autorun({ command: ['true'], timeoutMs: '1s' }), /"timeoutMs"/);
+  assert.throws(() => autorun({ command: ['true'], env: 'A=1' }), /"env"/);
+  assert.throws(() => autorun({ command: ['true'], env: ['=1'] }), /autorun option "env" "=1"/);
+  assert.throws(() => autorun({ command: ['true'], publish: ['8888:notaport'] }), /autorun option "publish" "8888:notaport"/);
+  assert.ok(autorun({ command: ['true'], env: ['A=1', 'HOME'], publish: ['8888:8888', '127.0.0.1::80/udp'] }));
 });
 
 if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
@@ -106,6 +110,26 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
     assert.is(logged(d.logs, 'greetings, tester'), 1);
     await d.pipeline.shutdown();
     assert.equal(await runContainers(d.pipeline.config.projectDir), []);
+  });
+
+  test('env and publish: the variable reaches the command, the published port answers from the host', async () => {
+    const port = await freePort();
+    process.env.NIXDOCKER_AUTORUN_FROM_HOST = 'from-the-daemon';
+    const d = await drive([
+      ['autorun', { command: ['sh', '-c', 'echo "vars $AUTO_A $NIXDOCKER_AUTORUN_FROM_HOST"; exec busybox httpd -f -p 8080 -h .'], env: ['AUTO_A=set-by-option', 'NIXDOCKER_AUTORUN_FROM_HOST'], publish: [`127.0.0.1:${port}:8080`] }],
+    ]);
+    await d.fireReady(loaded);
+    let body = '';
+    await waitUntil(`http://127.0.0.1:${port}/ to answer`, async () => {
+      body = await fetch(`http://127.0.0.1:${port}/hello_world.sh`).then((r) => (r.ok ? r.text() : ''), () => '');
+      return body !== '';
+    }, 30_000);
+    delete process.env.NIXDOCKER_AUTORUN_FROM_HOST; // read when the run starts, as the daemon's own variable
+    assert.match(body, 'hello_world.sh ran in', 'the file of workdir/user, served by the command');
+    await d.pipeline.shutdown();
+    const r = await d.next();
+    assert.is(r.cancelled, true);
+    assert.match(r.output, 'vars set-by-option from-the-daemon');
   });
 
   test('a failing command reports its exit code', async () => {
