@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { BuildResult, StorePathInfo } from '../nix/types.js';
 import { UserError } from '../errors.js';
 
@@ -15,6 +16,12 @@ export const LARGE_PATH = 50 * 1024 * 1024;
 export const TINY_PATH = 64 * 1024;
 /** Share of the store layer budget the base may use; the user side gets the rest. */
 export const BASE_SHARE = 0.7;
+/** A group that this many paths of its side reach is shared: it keeps a layer of its own past the budget. */
+export const POPULAR = 2;
+/** Past the budget, shared and large groups keep their own layers in at most this share of a side's budget. */
+export const OWN_SHARE = 1 / 3;
+/** Chunk layers aim at no less than this; smaller pools stay one layer. */
+export const MIN_CHUNK = 256 * 1024;
 
 /**
  * Splits the closure of a build into store layers, at most `maxLayers - 1`
@@ -69,6 +76,8 @@ interface Group {
   popularity: number;
   /** First member path, the last tie-breaker. */
   first: string;
+  /** The path that brings the others in (the dominator-tree child of the root). */
+  head: string;
 }
 
 /**
@@ -96,22 +105,107 @@ function planSide(closure: Record<string, StorePathInfo>, nodes: Set<string>, to
   let idom = dominators(g, anchors);
   let groups = groupsOf(g, idom, popularity);
   for (const c of candidates) {
-    if (groups.length >= budget) break;
+    if (layersWanted(groups, budget) >= budget) break;
     if (idom[c] === ROOT) continue; // already heads a group
     anchors[c] = 1;
     idom = dominators(g, anchors);
     groups = groupsOf(g, idom, popularity);
   }
 
-  if (groups.length > budget) {
-    // Over budget (more packages and large paths than layers): large paths keep
-    // their layers first, then the most popular groups; the rest share one.
-    groups.sort((a, b) => Number(isLarge(b)) - Number(isLarge(a)) || (isLarge(a) ? b.size - a.size : 0) || byOrder(a, b));
-    const rest = groups.splice(budget - 1);
-    groups.push(merge(rest, paths));
+  const big = groups.filter((grp) => grp.size >= TINY_PATH);
+  const tiny = groups.filter((grp) => grp.size < TINY_PATH);
+  let own: Group[];
+  let rest: Group[];
+  if (big.length + (tiny.length > 0 ? 1 : 0) <= budget) {
+    own = big;
+    rest = tiny;
+  } else {
+    // Over budget (more packages and large paths than layers): large paths and
+    // shared groups keep their own layers, within OWN_SHARE of the budget; the
+    // rest is cut into chunk layers by content (see chunkGroups).
+    const keep = big
+      .filter((grp) => isLarge(grp) || grp.popularity >= POPULAR)
+      .sort((a, b) => Number(isLarge(b)) - Number(isLarge(a)) || (isLarge(a) ? b.size - a.size : 0) || byOrder(a, b))
+      .slice(0, Math.floor(budget * OWN_SHARE));
+    const kept = new Set(keep);
+    own = keep;
+    rest = groups.filter((grp) => !kept.has(grp));
   }
-  groups.sort(byOrder);
-  return groups.map((grp) => grp.members.map((i) => paths[i]!).sort(cmp));
+  const chunks = chunkGroups(rest, budget - own.length).map((part) => merge(part, paths));
+  const layers = [...own, ...chunks].sort(byOrder);
+  return layers.map((grp) => grp.members.map((i) => paths[i]!).sort(cmp));
+}
+
+/**
+ * Layers a side would use with its groups as they are: one per group that is
+ * not tiny, plus what the tiny ones need in chunk layers of MIN_CHUNK (at
+ * most a third of the budget), so the budget filling leaves them room.
+ */
+function layersWanted(groups: Group[], budget: number): number {
+  let big = 0;
+  let tinyBytes = 0;
+  for (const grp of groups) {
+    if (grp.size >= TINY_PATH) big++;
+    else tinyBytes += grp.size;
+  }
+  const pool = tinyBytes === 0 ? 0 : Math.max(1, Math.min(Math.floor(budget / 3), Math.ceil(tinyBytes / (2 * MIN_CHUNK))));
+  return big + pool;
+}
+
+/**
+ * Content-defined chunking of groups into at most `budget` layers, so that a
+ * changed or added group changes about one layer, not one merged "rest".
+ * Groups are walked by the name of their head without its hash (a rebuilt
+ * package keeps its place), and a chunk ends after a group whose name hashes
+ * below size/target, once the chunk holds target/2; it ends before a group
+ * that would take it past 2 × target. The target is T/budget rounded up to a
+ * step of 2^(1/4), at least MIN_CHUNK, so a small change of T rarely moves
+ * it; should the cut still give more chunks than the budget, the target
+ * steps up until it does not. See docs/layering.md.
+ */
+export function chunkGroups<G extends { size: number; head: string }>(groups: readonly G[], budget: number): G[][] {
+  if (groups.length === 0) return [];
+  if (budget < 1) throw new Error('chunkGroups needs a budget of one layer or more');
+  const units = groups
+    .map((grp) => ({ grp, key: nameKey(grp.head), cut: cutHash(grp.head) }))
+    .sort((a, b) => cmp(a.key, b.key));
+  const total = units.reduce((sum, u) => sum + u.grp.size, 0);
+  let step = Math.ceil(4 * Math.log2(Math.max(MIN_CHUNK, total / budget)));
+  for (;;) {
+    const target = 2 ** (step / 4);
+    const chunks: G[][] = [];
+    let cur: G[] = [];
+    let bytes = 0;
+    for (const u of units) {
+      if (cur.length > 0 && bytes + u.grp.size > 2 * target) {
+        chunks.push(cur);
+        cur = [];
+        bytes = 0;
+      }
+      cur.push(u.grp);
+      bytes += u.grp.size;
+      if (bytes >= target / 2 && u.cut < u.grp.size / target) {
+        chunks.push(cur);
+        cur = [];
+        bytes = 0;
+      }
+    }
+    if (cur.length > 0) chunks.push(cur);
+    if (chunks.length <= budget) return chunks;
+    step++;
+  }
+}
+
+/** `NAME` of `/nix/store/HASH-NAME`, then the whole path: the walk order of chunkGroups. */
+function nameKey(p: string): string {
+  const base = p.slice(p.lastIndexOf('/') + 1);
+  return `${base.slice(base.indexOf('-') + 1)}\0${p}`;
+}
+
+/** A number in [0, 1) from the path's name without its hash, so a rebuilt package cuts where it did. */
+function cutHash(p: string): number {
+  const base = p.slice(p.lastIndexOf('/') + 1);
+  return createHash('sha256').update(base.slice(base.indexOf('-') + 1)).digest().readUInt32BE(0) / 2 ** 32;
 }
 
 /** Image order: most popular first (shared layers early in the chain), then larger, then by path. */
@@ -209,9 +303,9 @@ function dominators(g: Graph, anchors: Uint8Array): Int32Array {
 }
 
 /**
- * Each child of the root heads a group holding the paths it dominates (what
- * only it brings in); large paths are then cut out into groups of their own,
- * and groups under the tiny threshold are pooled into one.
+
+
+
  */
 function groupsOf(g: Graph, idom: Int32Array, popularity: number[]): Group[] {
   const n = g.paths.length;
@@ -229,7 +323,7 @@ function groupsOf(g: Graph, idom: Int32Array, popularity: number[]): Group[] {
       else byHead.set(h, [v]);
     }
   }
-  const make = (members: number[]): Group => {
+  const make = (members: number[], h: number): Group => {
     members.sort((a, b) => a - b); // index order is path order
     let size = 0;
     let pop = Infinity;
@@ -237,17 +331,16 @@ function groupsOf(g: Graph, idom: Int32Array, popularity: number[]): Group[] {
       size += g.size[m]!;
       pop = Math.min(pop, popularity[m]!);
     }
-    return { members, size, popularity: pop, first: g.paths[members[0]!]! };
+    return { members, size, popularity: pop, first: g.paths[members[0]!]!, head: g.paths[h]! };
   };
-  const groups = [...large.map((v) => make([v])), ...[...byHead.values()].map(make)];
-  const tiny = groups.filter((grp) => grp.size < TINY_PATH);
-  if (tiny.length < 2) return groups;
-  return [...groups.filter((grp) => grp.size >= TINY_PATH), merge(tiny, g.paths)];
+  return [...large.map((v) => make([v], v)), ...[...byHead].map(([h, members]) => make(members, h))];
 }
 
 function merge(groups: Group[], paths: string[]): Group {
+  if (groups.length === 1) return groups[0]!;
   const members = groups.flatMap((grp) => grp.members).sort((a, b) => a - b);
   return {
+    head: paths[members[0]!]!,
     members,
     size: groups.reduce((s, grp) => s + grp.size, 0),
     popularity: Math.min(...groups.map((grp) => grp.popularity)),

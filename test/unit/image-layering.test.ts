@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
 import type { BuildResult, StorePathInfo } from '../../src/nix/types.js';
 import { isUserError } from '../../src/errors.js';
-import { closureOf, LARGE_PATH, planLayers, TINY_PATH, type LayerPlan } from '../../src/image/layering.js';
+import { chunkGroups, closureOf, LARGE_PATH, planLayers, TINY_PATH, type LayerPlan } from '../../src/image/layering.js';
 
 const test = suite('image-layering');
 
@@ -173,7 +173,7 @@ test('tiny paths are pooled instead of taking layers of their own', () => {
   assert.ok(2000 * 40 > TINY_PATH, 'the pool itself may exceed the threshold');
 });
 
-test('a large path gets a layer of its own, and the most popular path comes first', () => {
+test('a large path gets a layer of its own, also past the budget; the most popular path comes first', () => {
   const c: Closure = {};
   add(c, 'glibc', 20 << 20);
   add(c, 'zlib', 200 << 10, ['glibc']);
@@ -184,11 +184,11 @@ test('a large path gets a layer of its own, and the most popular path comes firs
   const plans = planLayers(result(c, ['clang', 'python'], []), 6); // 3 base layers for 6 groups
   assert.ok(plans.some((p) => p.paths.length === 1 && p.paths[0] === sp('llvm-libs')), JSON.stringify(plans));
   assert.is(plans.length, 3);
-  assert.equal(plans[0]!.paths, [sp('glibc')]);
   checkPartition(result(c, ['clang', 'python'], []), plans);
-  // With room, every path that is not tiny gets its own layer.
+  // With room, every path that is not tiny gets its own layer, the most popular first.
   const roomy = planLayers(result(c, ['clang', 'python'], []), 100);
   assert.is(roomy.length, 6);
+  assert.equal(roomy[0]!.paths, [sp('glibc')]);
 });
 
 test('a user package already in the base adds no user layer; too small a budget is a UserError', () => {
@@ -216,6 +216,101 @@ test('a closure of 3000 paths plans in well under a second', () => {
   const ms = performance.now() - started;
   assert.ok(plans.length <= 86, `${plans.length}`);
   assert.ok(ms < 1000, `${Math.round(ms)} ms`);
+});
+
+/**
+ * A flat closure past the budget: `libs` shared libraries and `n - libs`
+ * top-level packages of 20–80 KB, each using one or two of them. `rebuilt`
+ * gives package i another hash (a changed build of the same name).
+ */
+function wideBase(n: number, libs: number, seed: number, rebuilt = -1, extra = 0): BuildResult {
+  const r = rng(seed);
+  const c: Closure = {};
+  const lib = (i: number) => `/nix/store/${'l'.repeat(31)}${String(i % 10)}-lib${i}`.replace(/^(\/nix\/store\/)l{3}/, `$1${String(i).padStart(3, '0')}`);
+  for (let i = 0; i < libs; i++) c[lib(i)] = { path: lib(i), narSize: 200_000 + Math.round(r() * 2_000_000), references: [] };
+  const tops: string[] = [];
+  for (let i = 0; i < n - libs + extra; i++) {
+    const name = `pkg${i}`;
+    const path = sp(i === rebuilt ? `${name}\0rebuilt` : name).replace(/-[^-]*$/, `-${name}`);
+    const refs = [lib(Math.floor(r() * libs)), lib(Math.floor(r() * libs))];
+    const size = 20_000 + Math.round(r() * 60_000);
+    if (i >= n - libs) continue; // the extra packages come after, so the others keep their sizes
+    c[path] = { path, narSize: size, references: [path, ...refs] };
+    tops.push(path);
+  }
+  for (let i = n - libs; i < n - libs + extra; i++) {
+    const name = `extra${i}`;
+    const path = sp(name);
+    c[path] = { path, narSize: 50_000, references: [path, lib(i % libs)] };
+    tops.push(path);
+  }
+  const pkg = (outPath: string) => ({ name: outPath.replace(/^.*?-/, ''), drvPath: `${outPath}.drv`, outPath, source: 'x.nix' });
+  return { name: 'n', tag: 't', base: tops.map(pkg), user: [], closure: c, image: {}, phases: {}, built: [] };
+}
+
+/** Layers of `after` not in `before`, and their share of the bytes of `after`. */
+function changes(res: BuildResult, before: LayerPlan[], after: LayerPlan[]): { layers: number; share: number } {
+  const old = new Set(before.map(key));
+  const size = (p: LayerPlan) => p.paths.reduce((s, x) => s + res.closure[x]!.narSize, 0);
+  const changed = after.filter((p) => !old.has(key(p)));
+  const total = after.reduce((s, p) => s + size(p), 0);
+  return { layers: changed.length, share: changed.reduce((s, p) => s + size(p), 0) / total };
+}
+
+test('past the budget: one changed base path of a 600-path closure changes one layer, under 5% of the bytes', () => {
+  const before = wideBase(600, 20, 11);
+  const plans = planLayers(before, 100);
+  checkPartition(before, plans);
+  assert.ok(plans.length <= 69, `${plans.length} layers`);
+  const sizes = plans.map((p) => p.paths.reduce((s, x) => s + before.closure[x]!.narSize, 0));
+  const total = sizes.reduce((a, b) => a + b, 0);
+  assert.ok(Math.max(...sizes) < 0.05 * total, `largest layer ${Math.round((100 * Math.max(...sizes)) / total)}% of the image`);
+  let worst = 0;
+  for (const i of [0, 17, 123, 301, 455, 579]) {
+    const after = wideBase(600, 20, 11, i);
+    const c = changes(after, plans, planLayers(after, 100));
+    assert.ok(c.layers <= 1, `package ${i}: ${c.layers} layers changed`);
+    worst = Math.max(worst, c.share);
+  }
+  assert.ok(worst < 0.05, `worst change ${(worst * 100).toFixed(1)}% of the bytes`);
+});
+
+test('past the budget: adding packages changes about one layer each, never the shared ones', () => {
+  // When the added bytes carry the rest across a step of the chunk target
+  // (2^(1/4), see docs/layering.md) the rest is cut anew: seed 3 does that here.
+  const recut: number[] = [];
+  for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
+    const before = wideBase(400, 10, seed);
+    const plans = planLayers(before, 60);
+    const after = wideBase(400, 10, seed, -1, 1);
+    const next = planLayers(after, 60);
+    checkPartition(after, next);
+    const c = changes(after, plans, next);
+    if (c.layers > 2) recut.push(seed);
+    const libLayers = plans.filter((p) => p.paths.length === 1 && p.paths[0]!.includes('-lib'));
+    assert.ok(libLayers.length >= 10, `seed ${seed}: ${libLayers.length} shared libraries keep their own layers`);
+    for (const l of libLayers) assert.ok(next.some((p) => key(p) === key(l)), 'a shared layer stays');
+  }
+  assert.ok(recut.length <= 1, `seeds whose rest was cut anew: ${recut.join(', ')}`);
+});
+
+test('chunkGroups: at most the budget, the same chunks in any input order, one changed group changes one chunk', () => {
+  const r = rng(5);
+  const groups = Array.from({ length: 500 }, (_, i) => ({ head: sp(`g${i}`), size: Math.round(1000 + r() * 200_000) }));
+  for (const budget of [1, 2, 7, 40, 400]) {
+    const chunks = chunkGroups(groups, budget);
+    assert.ok(chunks.length <= budget, `budget ${budget}: ${chunks.length}`);
+    assert.is(chunks.flat().length, groups.length);
+  }
+  const a = chunkGroups(groups, 40);
+  const b = chunkGroups([...groups].reverse(), 40);
+  assert.equal(b.map((c) => c.map((g) => g.head)), a.map((c) => c.map((g) => g.head)));
+  const changed = groups.map((g, i) => (i === 250 ? { head: g.head.replace(/\/[a-z0-9]{32}-/, '/00000000000000000000000000000000-'), size: g.size + 3000 } : g));
+  const c = chunkGroups(changed, 40);
+  const same = (x: typeof a, y: typeof a) => new Set(x.map((k) => k.map((g) => g.head).join()));
+  const before = same(a, a);
+  assert.ok(c.filter((k) => !before.has(k.map((g) => g.head).join())).length <= 2);
+  assert.equal(chunkGroups([], 3), []);
 });
 
 test.run();
