@@ -245,7 +245,7 @@ function wideBase(n: number, libs: number, seed: number, rebuilt = -1, extra = 0
     tops.push(path);
   }
   const pkg = (outPath: string) => ({ name: outPath.replace(/^.*?-/, ''), drvPath: `${outPath}.drv`, outPath, source: 'x.nix' });
-  return { name: 'n', tag: 't', base: tops.map(pkg), user: [], closure: c, image: {}, phases: {}, built: [] };
+  return { name: 'n', tag: 't', system: 'x86_64-linux', base: tops.map(pkg), user: [], closure: c, image: {}, phases: {}, built: [] };
 }
 
 /** Layers of `after` not in `before`, and their share of the bytes of `after`. */
