@@ -23,7 +23,7 @@ interface Group {
 
 const GROUPS: Group[] = [
   {
-    names: [10, 100, 1000].map((n) => ({ name: `identity-${n}`, unit: 's' as const })),
+    names: [10, 100, 1000, 10_000].map((n) => ({ name: `identity-${n}`, unit: 's' as const })),
     run: identityBenchmarks,
   },
   {

@@ -54,15 +54,15 @@ const OFFLINE_DEFAULT = `{ pkgs, ... }:\n[\n  pkgs.busybox\n  pkgs.hello\n  pkgs
  * average, so ≈50 MB at 1,000 files), 100 to a directory. It builds like the
  * offline example; the data files are only hashed and watched.
  */
-export async function envTreeProject(files: number): Promise<{ dir: string; inputs: string[] }> {
+export async function envTreeProject(files: number, sizes: { min: number; spread: number } = { min: 10_000, spread: 80_001 }): Promise<{ dir: string; inputs: string[] }> {
   const dir = path.join(WORK, `identity-${files}`);
-  const version = `env-tree v1 ${files}`;
+  const version = `env-tree v1 ${files}${sizes.min === 10_000 && sizes.spread === 80_001 ? '' : ` ${sizes.min}+${sizes.spread}`}`;
   const dataFiles = Array.from({ length: files - 3 }, (_, i) => `env/files/d${String(Math.floor(i / 100)).padStart(2, '0')}/f${String(i).padStart(4, '0')}.bin`);
   if (await fresh(dir, version)) {
     await mkdir(path.join(dir, 'env'), { recursive: true });
     await offlineBase(dir, OFFLINE_DEFAULT);
     for (const [i, rel] of dataFiles.entries()) {
-      const size = 10_000 + ((i * 7919) % 80_001);
+      const size = sizes.min + ((i * 7919) % sizes.spread);
       await mkdir(path.dirname(path.join(dir, rel)), { recursive: true });
       await writeFile(path.join(dir, rel), noise(`${files}/${rel}`, size));
     }

@@ -9,7 +9,7 @@ export const hashCommand: Command = {
   options: { json: { type: 'boolean' } },
   async run(ctx) {
     const config = await projectConfig(ctx);
-    const id = await computeIdentity(config);
+    const id = await computeIdentity(config, { signal: ctx.signal, keepContents: false });
     if (ctx.values.json) {
       const { name, tag, image, inputs } = id;
       ctx.stdout.write(`${JSON.stringify({ name, tag, image, inputs }, null, 2)}\n`);

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import os from 'node:os';
 import path from 'node:path';
 import { isUserError } from '../errors.js';
 import { VERSION } from '../version.js';
@@ -41,6 +42,8 @@ function usage(): string {
 export async function main(argv: string[], env: { stdout?: NodeJS.WritableStream } = {}): Promise<number> {
   const stdout = env.stdout ?? process.stdout;
   let log: Logger | undefined;
+  let interrupted: NodeJS.Signals | null = null;
+  guardStdout();
   try {
     const cmdIndex = firstPositional(argv);
     const name = cmdIndex >= 0 ? argv[cmdIndex] : undefined;
@@ -73,9 +76,10 @@ export async function main(argv: string[], env: { stdout?: NodeJS.WritableStream
     log = createLogger({ level: level as 'info', json: Boolean(values['json-logs']) });
     const controller = new AbortController();
     const onSignal = (sig: NodeJS.Signals) => {
-      if (controller.signal.aborted) process.exit(130); // a second Ctrl-C does not wait
+      if (controller.signal.aborted) process.exit(signalExitCode(sig)); // a second Ctrl-C does not wait
+      interrupted = sig;
       log?.warn(`${sig}: stopping`);
-      controller.abort(new Error(`interrupted by ${sig}`));
+      controller.abort(new Interrupted(sig));
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
@@ -93,6 +97,12 @@ export async function main(argv: string[], env: { stdout?: NodeJS.WritableStream
       process.off('SIGTERM', onSignal);
     }
   } catch (err) {
+    // Whatever a command throws on its way out of a Ctrl-C, it was interrupted: one line, no stack.
+    if (interrupted || err instanceof Interrupted) {
+      const sig = interrupted ?? (err as Interrupted).signal;
+      process.stderr.write(`nixdocker: interrupted (${sig})\n`);
+      return signalExitCode(sig);
+    }
     if (isUserError(err)) {
       process.stderr.write(`nixdocker: ${err.format()}\n`);
       return 1;
@@ -109,6 +119,36 @@ export async function main(argv: string[], env: { stdout?: NodeJS.WritableStream
 /** Index of the first argument that is neither an option nor a global option's value. */
 function firstPositional(args: string[]): number {
   return args.findIndex((a, i) => !a.startsWith('-') && !(i > 0 && isValueOf(args[i - 1]!)));
+}
+
+let stdoutGuarded = false;
+
+/**
+ * `nixdocker status | head -3`: the reader may go away before we are done.
+ * Without a listener that is an uncaught EPIPE with a stack; with it, the
+ * rest of the output goes nowhere and the command ends with its own code.
+ */
+function guardStdout(): void {
+  if (stdoutGuarded) return;
+  stdoutGuarded = true;
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED') return;
+    process.stderr.write(`nixdocker: cannot write to stdout: ${err.message}\n`);
+    process.exit(74); // EX_IOERR
+  });
+}
+
+/** The reason a command's signal carries when SIGINT or SIGTERM ends it. */
+class Interrupted extends Error {
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`interrupted by ${signal}`);
+    this.name = 'Interrupted';
+  }
+}
+
+/** 128 + the signal's number, as shells report a process a signal ended: 130 for SIGINT, 143 for SIGTERM. */
+function signalExitCode(sig: NodeJS.Signals): number {
+  return 128 + (os.constants.signals[sig] ?? 15);
 }
 
 function isValueOf(prev: string): boolean {

@@ -21,7 +21,7 @@ export const pullCommand: Command = {
       return 2;
     }
     const config = await projectConfig(ctx);
-    const { image } = await computeIdentity(config);
+    const { image } = await computeIdentity(config, { signal: ctx.signal, keepContents: false });
     await pullWithProgress(ctx, connectEngine(), image);
     return 0;
   },

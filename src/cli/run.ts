@@ -1,6 +1,5 @@
-import path from 'node:path';
-import { existsSync } from 'node:fs';
 import { UserError } from '../errors.js';
+import { userDirToMount } from '../config/containment.js';
 import { connectEngine, hasImage } from '../engine/engine.js';
 import { imageWorkingDir, runContainer, RUN_WORKDIR } from '../engine/run.js';
 import { parseEnvOption, parsePublish } from '../engine/run-options.js';
@@ -44,17 +43,18 @@ export const runCommand: Command = {
     const publish = list(ctx.values.publish).map((v) => parsePublish(v, '-p/--publish'));
     const env = list(ctx.values.env).map((v) => parseEnvOption(v, '-e/--env')).filter((e): e is string => e !== null);
     const config = await projectConfig(ctx);
-    const { image } = await computeIdentity(config);
+    const { image } = await computeIdentity(config, { signal: ctx.signal, keepContents: false });
+    // Resolved now, not at load: a symlink to /etc is refused, whatever it was then.
+    const userDir = userDirToMount(config);
     const docker = connectEngine();
     if (policy === 'always' || (policy === 'missing' && !(await hasImage(docker, image)))) {
       await pullWithProgress(ctx, docker, image);
     }
-    const userDir = path.join(config.projectDir, config.workdir, 'user');
     const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY);
     return runContainer(docker, {
       image,
       cmd: ctx.positionals,
-      mount: existsSync(userDir) ? { host: userDir, container: await imageWorkingDir(docker, image) } : undefined,
+      mount: userDir ? { host: userDir, container: await imageWorkingDir(docker, image) } : undefined,
       interactive,
       env,
       publish,

@@ -1,7 +1,9 @@
-import { cosmiconfig } from 'cosmiconfig';
-import { realpathSync, statSync } from 'node:fs';
+import { cosmiconfig, getDefaultSearchPlaces } from 'cosmiconfig';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../errors.js';
+import { formatJsonError } from '../util/json-syntax.js';
+import { configWhere, isWithin, resolveInside } from './containment.js';
 import { DEFAULTS } from './defaults.js';
 import { validate } from './schema.js';
 import type { Config, ConfigInput } from './types.js';
@@ -42,14 +44,22 @@ export async function loadConfig(projectDir: string, opts: LoadOptions = {}): Pr
   } catch (err) {
     const file = (err as { filepath?: string }).filepath ?? guessFile(err);
     throw new UserError(
-      `Cannot read the nixdocker config${file ? ` in ${file}` : ''}: ${firstLine(err)}`,
+      `Cannot read the nixdocker config${file ? ` in ${file}` : ''}: ${syntaxProblem(file, err)}`,
       'fix the syntax of that file (JSON files allow no comments or trailing commas)',
       { cause: err },
     );
   }
+  // cosmiconfig reports a file holding `null` (or nothing) as no config at all.
+  const empty = found ? null : emptyConfigFile(root);
+  if (empty) {
+    throw new UserError(
+      `The nixdocker config ${path.relative(root, empty)} holds no settings object (it is empty or null).`,
+      `write the settings as an object, e.g. {} for all defaults, or remove ${path.relative(root, empty)}`,
+    );
+  }
   const file = found?.filepath ?? null;
   const raw: unknown = found && !found.isEmpty ? found.config : {};
-  const where = file ? path.relative(root, file) || file : 'the defaults';
+  const where = configWhere(root, file);
 
   const problems = validate(raw);
   if (problems.length > 0) {
@@ -81,13 +91,72 @@ export async function loadConfig(projectDir: string, opts: LoadOptions = {}): Pr
     image: { ...DEFAULTS.image, ...withoutNulls(input.image) },
     watch: { ...DEFAULTS.watch, ...input.watch },
     plugins: input.plugins ?? DEFAULTS.plugins,
-    cacheDir: path.resolve(root, input.cacheDir ?? DEFAULTS.cacheDir),
+    cacheDir: checkCacheDir(root, input.cacheDir ?? DEFAULTS.cacheDir, where),
   };
 
-  checkInside(root, config.envDir, 'envDir', where, opts.skipFileChecks ? null : 'directory');
-  config.userConfig.forEach((f, i) => checkInside(root, f, `userConfig[${i}]`, where, opts.skipFileChecks ? null : 'file'));
-  checkInside(root, config.workdir, 'workdir', where, null);
+  resolveInside(root, config.envDir, 'envDir', where, opts.skipFileChecks ? null : 'directory');
+  config.userConfig.forEach((f, i) => resolveInside(root, f, `userConfig[${i}]`, where, opts.skipFileChecks ? null : 'file'));
+  resolveInside(root, config.workdir, 'workdir', where, null);
   return { config, warnings };
+}
+
+/**
+ * The cache directory is a project path like the others (the README's rule):
+ * inside the project, also through symlinks, so that two projects never share
+ * one daemon lock, one result cache or one state file by accident.
+ */
+function checkCacheDir(root: string, rel: string, where: string): string {
+  const abs = resolveInside(root, normalizeRel(rel), 'cacheDir', where, null);
+  // It may not exist yet: check the real path of the part that does.
+  let existing = abs;
+  while (!existsSync(existing) && path.dirname(existing) !== existing) existing = path.dirname(existing);
+  const real = realpathSync(existing);
+  if (!isWithin(root, real)) {
+    throw new UserError(
+      `The setting "cacheDir" in ${where} (${rel}) resolves to ${real}, outside the project directory.`,
+      `set "cacheDir" in ${where} to a directory inside the project directory ${root} (the default is ".nixdocker")`,
+    );
+  }
+  return path.join(real, path.relative(existing, abs));
+}
+
+/** A dedicated config file (not package.json) that cosmiconfig skipped as empty. */
+function emptyConfigFile(root: string): string | null {
+  for (const place of getDefaultSearchPlaces(MODULE_NAME)) {
+    if (place === 'package.json') continue;
+    const file = path.join(root, place);
+    if (!existsSync(file)) continue;
+    if (!/\.(?:[cm]?js|ts)$/.test(place)) {
+      // YAML allows an empty file to mean "no settings"; JSON and `null` say nothing at all.
+      const text = readFileSync(file, 'utf8').trim();
+      if (text !== 'null' && text !== '' && text !== '~') continue;
+    }
+    return file;
+  }
+  return null;
+}
+
+/**
+ * Where the syntax error is: line and column, without quoting the file (a
+ * JSON file is parsed again here because cosmiconfig's first line says
+ * neither, and its code frame quotes the text).
+ */
+function syntaxProblem(file: string | null, err: unknown): string {
+  if (file && /(?:\.json|rc)$/.test(file)) {
+    try {
+      const text = readFileSync(file, 'utf8');
+      try {
+        JSON.parse(text);
+      } catch (jsonErr) {
+        // .nixdockerrc may be YAML: only trust our parse when the text looks like JSON.
+        if (file.endsWith('.json') || /^\s*[[{]/.test(text)) return formatJsonError(text, jsonErr);
+      }
+    } catch {
+      // unreadable: fall back to cosmiconfig's message
+    }
+  }
+  const yamlPos = /\((\d+):(\d+)\)/.exec(String((err as Error)?.message ?? ''));
+  return yamlPos ? `line ${yamlPos[1]}, column ${yamlPos[2]}: ${firstLine(err).replace(/\s*\(\d+:\d+\)\s*$/, '')}` : firstLine(err);
 }
 
 /** `null` marks an optional setting as unset (the example config shows them that way). */
@@ -99,39 +168,7 @@ function normalizeRel(p: string): string {
   return p.split(path.sep).join('/').replace(/\/+$/, '');
 }
 
-/**
- * A project path must stay inside the project: no absolute paths, no `..`, no
- * symlink that resolves outside. Otherwise the identity would depend on files
- * the project does not hold, and the same name:tag could mean two images.
- */
-function checkInside(root: string, rel: string, key: string, where: string, mustBe: 'file' | 'directory' | null): void {
-  const fix = `set "${key}" in ${where} to a path inside the project directory ${root}`;
-  if (path.isAbsolute(rel) || path.win32.isAbsolute(rel)) {
-    throw new UserError(`The setting "${key}" in ${where} is the absolute path ${rel}; it must be relative to the project directory.`, fix);
-  }
-  const abs = path.resolve(root, rel);
-  if (!isWithin(root, abs)) throw new UserError(`The setting "${key}" in ${where} (${rel}) points outside the project directory.`, fix);
-  if (!mustBe) return;
-  let real: string;
-  try {
-    real = realpathSync(abs);
-  } catch {
-    throw new UserError(
-      `The ${mustBe} ${rel} named by "${key}" in ${where} does not exist.`,
-      mustBe === 'file' ? `create ${rel} (it may be an empty list: [ ]) or remove it from "${key}"` : `create ${rel}/default.nix or run \`nixdocker init\``,
-    );
-  }
-  if (!isWithin(root, real)) throw new UserError(`The ${mustBe} ${rel} named by "${key}" in ${where} is a symlink to ${real}, outside the project directory.`, fix);
-  const st = statSync(real);
-  if (mustBe === 'file' ? !st.isFile() : !st.isDirectory()) {
-    throw new UserError(`"${key}" in ${where} names ${rel}, which is not a ${mustBe}.`, fix);
-  }
-}
-
-export function isWithin(root: string, p: string): boolean {
-  const rel = path.relative(root, p);
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
-}
+export { isWithin };
 
 function firstLine(err: unknown): string {
   return String(err instanceof Error ? err.message : err).split('\n')[0]!;

@@ -27,6 +27,8 @@ export class Daemon {
   private scheduler: Scheduler<Identity> | null = null;
   private pipeline: Pipeline | null = null;
   private readonly status: StatusWriter;
+  /** Aborted when the daemon stops: ends an identity computation between two files. */
+  private readonly stopping = new AbortController();
 
   constructor(
     private readonly config: Config,
@@ -59,10 +61,12 @@ export class Daemon {
       this.scheduler = new Scheduler<Identity>({
         debounceMs: this.config.watch.debounceMs,
         cancelSuperseded: this.config.watch.cancelSuperseded,
-        identify: () => computeIdentity(this.config),
+        identify: () => computeIdentity(this.config, { signal: this.stopping.signal }),
         same: (a, b) => a.image === b.image,
         build: (job) => this.build(job.buildId, job.identity, job.changed, job.signal),
-        onError: (err) => this.report(err, null, 0),
+        onError: (err) => {
+          if (!this.stopping.signal.aborted) this.report(err, null, 0);
+        },
       });
       this.scheduler.on('state', (state) => {
         void this.status.update((s) => (s.state = state));
@@ -74,7 +78,11 @@ export class Daemon {
           s.builds[e.outcome === 'ok' ? 'ok' : e.outcome]++;
           s.building = null;
         });
-        if (e.outcome === 'cancelled') this.log.info({ event: 'buildCancelled', buildId: e.buildId, image: e.identity.image }, `build ${e.buildId} cancelled: newer inputs arrived`);
+        if (e.outcome === 'cancelled') {
+          // The reason is the abort's: newer inputs, or the daemon stopping (Ctrl-C, SIGTERM).
+          const reason = this.stopping.signal.aborted ? 'the daemon is stopping' : 'newer inputs arrived';
+          this.log.info({ event: 'buildCancelled', buildId: e.buildId, image: e.identity.image, reason }, `build ${e.buildId} cancelled: ${reason}`);
+        }
       });
 
       this.watcher = new InputWatcher(this.config, (rel) => {
@@ -117,6 +125,9 @@ export class Daemon {
     } catch (err) {
       if (!signal.aborted) this.report(err, identity, buildId);
       throw err;
+    } finally {
+      // Staged or not, these bytes are done with: a later build reads the files again.
+      identity.contents?.release();
     }
     const at = new Date().toISOString();
     if (outcome.status === 'built') {
@@ -153,6 +164,7 @@ export class Daemon {
 
   /** Stops cleanly: the running build is cancelled (its container removed), plugins shut down. */
   async stop(): Promise<void> {
+    this.stopping.abort(new Error('the daemon is stopping'));
     if (this.idleGc) clearTimeout(this.idleGc);
     await this.scheduler?.stop();
     await this.watcher?.close();

@@ -13,14 +13,16 @@ export const ENTRY_PATH = 'nix/entry.nix';
 /**
  * The files a build sees: nixdocker's entry point under `nix/` and the
  * project's inputs (the identity's files) under `project/`. Nothing else of the
- * project is copied, so a build can only depend on what the hash covers.
+ * project is copied, so a build can only depend on what the hash covers, and
+ * the inputs are the very bytes the identity hashed (kept when it read them),
+ * never a second read: a file that changes meanwhile is the next build's.
  */
-export async function stageInputs(config: Config, identity: Identity): Promise<StagedFile[]> {
+export async function stageInputs(identity: Identity): Promise<StagedFile[]> {
+  const { contents } = identity;
+  if (!contents) throw new Error(`the identity ${identity.image} was computed without keeping its inputs' bytes (keepContents: false)`);
   const files: StagedFile[] = [];
   for (const f of NIX_ENTRY_FILES) files.push({ path: `nix/${f}`, bytes: await readFile(path.join(NIX_DIR, f)) });
-  for (const input of identity.inputs) {
-    files.push({ path: `${PROJECT_SUBDIR}/${input.path}`, bytes: await readFile(path.join(config.projectDir, input.path)) });
-  }
+  for (const input of identity.inputs) files.push({ path: `${PROJECT_SUBDIR}/${input.path}`, bytes: contents.get(input.path) });
   return files;
 }
 

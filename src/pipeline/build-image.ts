@@ -61,7 +61,7 @@ export async function buildImage(p: Pipeline, req: BuildRequest): Promise<BuildO
   let runner: NixRunner | null = null;
 
   try {
-    identity = await timed('hash', async () => hooks.identity.promise(req.identity ?? (await computeIdentity(config))));
+    identity = await timed('hash', async () => hooks.identity.promise(req.identity ?? (await computeIdentity(config, { signal: req.signal }))));
     const id = identity;
     const destinations = req.load ? (['engine'] as Destination[]) : await chooseDestinations(p, id);
     if (!req.force) {

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { userDirToMount } from '../config/containment.js';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
@@ -86,12 +86,13 @@ export class Pipeline {
       runInImage: async (image, command, opts) => {
         const out = new PassThrough();
         out.on('data', (c: Buffer) => opts.onOutput?.(c.toString()));
-        const userDir = path.join(this.config.projectDir, this.config.workdir, 'user');
+        // Resolved at every run: mounted only while it resolves inside the project.
+        const userDir = userDirToMount(this.config);
         return runContainer(this.engine(), {
           image,
           cmd: command,
           interactive: false,
-          mount: existsSync(userDir) ? { host: userDir, container: await imageWorkingDir(this.engine(), image) } : undefined,
+          mount: userDir ? { host: userDir, container: await imageWorkingDir(this.engine(), image) } : undefined,
           stdout: out,
           stderr: out,
           signal: opts.signal,
@@ -140,7 +141,7 @@ export class Pipeline {
 
   /** A runner with the identity's inputs staged: the warm one when there is one, else a new one. */
   async acquireRunner(identity: Identity, signal?: AbortSignal): Promise<NixRunner> {
-    const files = await stageInputs(this.config, identity);
+    const files = await stageInputs(identity);
     const warm = this.warm;
     this.warm = null;
     if (warm?.usable) {

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { UserError } from '../errors.js';
+import { formatJsonError } from '../util/json-syntax.js';
 import type { Credentials } from './types.js';
 
 interface AuthEntry {
@@ -37,13 +38,18 @@ export async function readDockerConfig(file: string): Promise<DockerConfig | nul
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
   }
+  const fix = `fix or remove ${file}, or point DOCKER_CONFIG at another directory`;
+  let parsed: unknown;
   try {
-    const parsed: unknown = JSON.parse(text);
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
-    return parsed as DockerConfig;
+    parsed = JSON.parse(text);
   } catch (err) {
-    throw new UserError(`The docker config file ${file} is not valid JSON (${(err as Error).message}).`, `fix or remove ${file}, or point DOCKER_CONFIG at another directory`);
+    // Never V8's message itself: it may quote the text around the error, a password included.
+    throw new UserError(`The docker config file ${file} is not valid JSON (${formatJsonError(text, err)}).`, fix);
   }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new UserError(`The docker config file ${file} is not a JSON object.`, fix);
+  }
+  return parsed as DockerConfig;
 }
 
 // Docker Hub goes by several names; `docker login` stores it under the v1 URL.

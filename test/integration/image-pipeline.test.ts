@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdir, writeFile, readdir, readFile } from 'node:fs/promises';
+import { cp, mkdir, writeFile, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { BIN, cleanupProjects, runCli } from '../helpers/project.js';
@@ -118,11 +118,12 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
     const reg = await startRegistry();
     const a = await offlineProject({ volume: VOLUME, config: { registry: { host: reg.host } } });
     const first = await build(a, ['--force']);
-    // Another env (another repository name) with the same packages: same store layers.
-    const b = await offlineProject({ volume: VOLUME, config: { registry: { host: reg.host }, cacheDir: '../shared-cache' } });
+    // Another env (another repository name) with the same packages: same store layers. Its
+    // cache starts as a copy of the first's (a cacheDir stays inside its project), so it knows
+    // which repository already holds each layer.
+    const b = await offlineProject({ volume: VOLUME, config: { registry: { host: reg.host } } });
     await writeFile(path.join(b, 'env/notes.txt'), 'a second environment\n');
-    await writeFile(path.join(a, '.nixdockerrc.json'), JSON.stringify({ ...JSON.parse(await readFile(path.join(a, '.nixdockerrc.json'), 'utf8')), cacheDir: '../shared-cache' }));
-    await build(a, ['--force']);
+    await cp(path.join(a, '.nixdocker'), path.join(b, '.nixdocker'), { recursive: true });
     const second = await build(b);
     assert.is.not(second.reference.split(':')[1], first.reference.split(':')[1]);
     assert.ok(second.push!.mounted >= 3, `mounted ${second.push!.mounted}`);

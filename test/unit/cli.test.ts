@@ -88,4 +88,18 @@ test('logs are JSON lines off a terminal; --log-level filters them', async () =>
   assert.is(bad.exitCode, 2);
 });
 
+test('a reader that goes away (status | head) ends the command quietly, with its own exit code', async () => {
+  const dir = await tmpProject({ 'env/default.nix': '[ ]', 'workdir/local.nix': '[ ]' });
+  const { execa } = await import('execa');
+  const { BIN } = await import('../helpers/project.js');
+  for (const args of [['status'], ['hash', '--json']]) {
+    const child = execa(process.execPath, [BIN, '-C', dir, ...args], { reject: false, stdin: 'ignore' });
+    child.stdout!.destroy(); // the pipe's read end closes before anything is written
+    const r = await child;
+    assert.not.match(String(r.stderr), 'EPIPE', String(r.stderr));
+    assert.not.match(String(r.stderr), /\bat .*\.js:\d+/);
+    assert.is(r.exitCode, args[0] === 'status' ? 3 : 0, `${args[0]} exit code`);
+  }
+});
+
 test.run();

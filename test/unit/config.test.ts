@@ -75,6 +75,42 @@ test('malformed JSON names the file', async () => {
   assert.match(err.message, '.nixdockerrc.json');
 });
 
+test('a JSON syntax error keeps its line and column', async () => {
+  const err = await loadError({ '.nixdockerrc.json': '{\n  "envDir": "env",\n  "registry": { "host": "x" }\n  "workdir": "w"\n}\n' });
+  assert.match(err.message, '.nixdockerrc.json');
+  assert.match(err.message, /line 4, column 3: Expected ',' or '\}' after property value/);
+});
+
+test('a config file holding null (or nothing) is an error, not the defaults', async () => {
+  const nul = await loadError({ '.nixdockerrc.json': 'null\n' });
+  assert.match(nul.message, '.nixdockerrc.json holds no settings object');
+  assert.match(nul.format(), 'fix: write the settings as an object');
+  const empty = await loadError({ '.nixdockerrc': '' });
+  assert.match(empty.message, '.nixdockerrc holds no settings object');
+  // package.json without a "nixdocker" key is simply no config.
+  const dir = await tmpProject({ ...base, 'package.json': '{"name":"x"}' });
+  assert.is((await loadConfig(dir, { env: {} })).config.configFile, null);
+});
+
+test('cacheDir outside the project is refused, also through a symlink; inside is fine', async () => {
+  const up = await loadError({ '.nixdockerrc.json': '{"cacheDir":"../elsewhere"}' });
+  assert.match(up.message, '"cacheDir"');
+  assert.match(up.message, 'outside the project directory');
+  const abs = await loadError({ '.nixdockerrc.json': '{"cacheDir":"/tmp/nixdocker-cache"}' });
+  assert.match(abs.message, 'absolute path');
+  const dir = await tmpProject({ ...base, '.nixdockerrc.json': '{"cacheDir":"cache/nd"}' });
+  await symlink('/tmp', path.join(dir, 'cache'));
+  try {
+    await loadConfig(dir, { env: {} });
+    assert.unreachable('a symlinked cacheDir outside the project loaded');
+  } catch (err) {
+    assert.match((err as Error).message, /"cacheDir".*resolves to \/tmp/);
+  }
+  const ok = await tmpProject({ ...base, '.nixdockerrc.json': '{"cacheDir":".cache/nixdocker"}' });
+  const { config } = await loadConfig(ok, { env: {} });
+  assert.is(config.cacheDir, path.join(config.projectDir, '.cache/nixdocker'));
+});
+
 test('userConfig entry that does not exist', async () => {
   const err = await loadError({ '.nixdockerrc.json': '{"userConfig":["workdir/missing.nix"]}' });
   assert.match(err.message, 'workdir/missing.nix');

@@ -119,4 +119,25 @@ test('order: explicit option, then NIXDOCKER_REGISTRY_USER/PASSWORD, then the do
   assert.is(await resolveCredentials('reg.example', undefined, { DOCKER_CONFIG: await tmpDir() }), null);
 });
 
+test('a malformed config.json is reported by line and column, never with its text (it holds passwords)', async () => {
+  const secret = 'hunter2-very-secret';
+  for (const text of [
+    `{"auths": {"r.example": {"auth": "${b64(`user:${secret}`)}" "x": 1}}}`,
+    `{"auths": {"r.example": {"username": "u", "password": ${secret}}}}`,
+    `{\n "auths": {\n  "r.example": {"password": "${secret}\n`,
+  ]) {
+    const dir = await configDir(text);
+    try {
+      await dockerCredentials('r.example', { DOCKER_CONFIG: dir });
+      assert.unreachable('parsed');
+    } catch (err) {
+      assert.instance(err, UserError);
+      const shown = (err as UserError).format();
+      assert.match(shown, /not valid JSON \(line \d+, column \d+: /);
+      assert.not.match(shown, secret.slice(0, 6));
+      assert.not.match(shown, b64(`user:${secret}`).slice(0, 8));
+    }
+  }
+});
+
 test.run();
