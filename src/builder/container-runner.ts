@@ -107,14 +107,15 @@ export class ContainerRunner implements NixRunner {
     return { exitCode: info.ExitCode ?? 1, stdout: Buffer.concat(out).toString(), stderrTail: err.tail };
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
+  private closing: Promise<void> | null = null;
+
+  /** Removes the container; every caller (a cancel, then the build's finally) awaits the same removal. */
+  close(): Promise<void> {
     this.closed = true;
-    try {
-      await this.container.remove({ force: true });
-    } catch (err) {
+    this.closing ??= this.container.remove({ force: true }).catch((err: unknown) => {
       if (!isNotFound(err)) throw err;
-    }
+    });
+    return this.closing;
   }
 }
 

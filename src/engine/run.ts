@@ -86,6 +86,14 @@ export async function runContainer(docker: Docker, spec: RunSpec): Promise<numbe
     if ((err as { statusCode?: number }).statusCode === 409 && spec.name) {
       throw new UserError(`A container named "${spec.name}" exists already: ${firstLine(err)}`, `choose another --name, or remove that container (docker rm ${spec.name})`, { cause: err });
     }
+    // podman 4's Docker API turns Mounts back into a comma-separated --mount string (measured on 4.3).
+    if (spec.mount?.host.includes(',') && /invalid mount option/i.test(String((err as Error)?.message))) {
+      throw new UserError(
+        `The engine cannot mount ${spec.mount.host}: its path holds a ',' (podman's Docker API splits mount options on commas).`,
+        'move the project to a path without a comma, or use Docker, which takes the path as it is',
+        { cause: err },
+      );
+    }
     throw err;
   }
 
