@@ -48,6 +48,8 @@ export class ContainerRunner implements NixRunner {
         Cmd: ['sh', '-c', 'while :; do sleep 3600; done'],
         Labels: { [LABEL_ROLE]: 'build', 'org.nixdocker.volume': target.volume },
         WorkingDir: '/',
+        // Nix downloads with curl, which reads these: a host behind a proxy builds behind it too.
+        Env: proxyEnv(),
         HostConfig: { Mounts: [{ Type: 'volume', Source: target.volume, Target: '/nix' }], Init: true },
       });
     } catch (err) {
@@ -138,4 +140,14 @@ export async function checkBuilder(docker: Docker, target: BuilderTarget): Promi
     }
     throw err;
   }
+}
+
+/** The proxy variables of this process, in both spellings curl reads (http_proxy only in lower case). */
+export function proxyEnv(env: NodeJS.ProcessEnv = process.env): string[] {
+  const out: string[] = [];
+  for (const name of ['http_proxy', 'https_proxy', 'ftp_proxy', 'all_proxy', 'no_proxy']) {
+    const value = env[name] ?? env[name.toUpperCase()];
+    if (value) out.push(`${name}=${value}`, `${name.toUpperCase()}=${value}`);
+  }
+  return out;
 }

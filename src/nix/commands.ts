@@ -135,12 +135,52 @@ export function nixError(step: keyof typeof STEP_TEXT, r: RunResult, root: strin
     .trim();
   const at = /at (?:«[^»]+»|([^\s:]+)):(\d+):(\d+)/.exec(quoted);
   const where = at?.[1] && !at[1].startsWith('/') && !at[1].startsWith('<nixdocker>') ? `${at[1]} line ${at[2]}` : null;
-  const hint = where
+  const network = networkFailure(r.stderrTail.join('\n'));
+  const hint = network
+    ? networkHint(network)
+    : where
     ? `fix ${where}, then build again`
     : step === 'build'
       ? 'read the build log above (--log-level debug shows all of it) and fix the derivation'
       : 'fix the Nix file named in the error, then build again';
-  return new UserError(`${STEP_TEXT[step]}${where ? ` (${where})` : ''}:\n${indent(quoted || `exit code ${r.exitCode}`)}`, hint);
+  const what = network ? `${STEP_TEXT[step]}: the builder could not download ${network.url ?? 'what it needed'}` : `${STEP_TEXT[step]}${where ? ` (${where})` : ''}`;
+  return new UserError(`${what}:\n${indent(quoted || `exit code ${r.exitCode}`)}`, hint);
+}
+
+/**
+ * What Nix says when a download or substitution fails for a network reason
+ * (DNS, refused or timed-out connections, TLS, a proxy), as curl words it.
+ * The Nix files are fine then; the builder's network is not.
+ */
+const NETWORK_TEXT =
+  /unable to download|unable to fetch|Couldn't resolve (?:host|proxy)|Could not resolve (?:host|proxy)|Couldn't connect to server|Failed to connect|Connection refused|Connection timed out|Timeout was reached|Operation timed out|SSL (?:certificate|connect)|certificate (?:problem|verify)|Proxy CONNECT|substitutes for the outputs of derivation .* failed|Network is unreachable/i;
+
+export interface NetworkFailure {
+  /** The address Nix tried, when it says. */
+  url: string | null;
+  /** curl's words, e.g. "Couldn't resolve host name". */
+  reason: string;
+}
+
+/** The first network failure in Nix's output, or null when the failure is something else. */
+export function networkFailure(stderr: string): NetworkFailure | null {
+  const lines = stderr.split('\n');
+  // The error line first: warnings about a cache Nix then did without are not the cause.
+  const line = lines.find((l) => l.startsWith('error:') && NETWORK_TEXT.test(l)) ?? lines.find((l) => NETWORK_TEXT.test(l));
+  if (!line) return null;
+  const url = /'((?:https?|ftp|s3):\/\/[^']+)'/.exec(line)?.[1] ?? null;
+  const reason = /':\s*(.+?)(?:\s*\(\d+\))?(?:;.*)?$/.exec(line)?.[1] ?? line.replace(/^(?:error|warning):\s*/, '');
+  return { url, reason };
+}
+
+export function networkHint(f: NetworkFailure): string {
+  const host = f.url ? (() => { try { return new URL(f.url!).host; } catch { return null; } })() : null;
+  return [
+    `the Nix files are fine; the builder container cannot reach ${host ?? 'the network'} (${f.reason}).`,
+    'Check the network the engine gives containers (DNS, firewall).',
+    'Behind a proxy, set HTTP_PROXY/HTTPS_PROXY/NO_PROXY in this shell: nixdocker passes them into the builder (a proxy on 127.0.0.1 is the host\'s loopback, which a container cannot reach: use the host\'s address).',
+    'Without internet, build only what needs no download (examples/offline shows how)',
+  ].join(' ');
 }
 
 /** /nixdocker/project/workdir/local.nix → workdir/local.nix; the entry point gets a name of its own. */

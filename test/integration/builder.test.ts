@@ -129,6 +129,31 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
     assert.match(r.stderr, 'oh no');
   });
 
+  test('a download that fails gets a fix about the builder\'s network; host proxy variables reach the builder', async () => {
+    const nonce = `${process.pid}${Date.now()}`;
+    // Port 9 on the builder's loopback: nothing listens there.
+    const fetching = (url: string) => `{ pkgs, ... }: [ (import (builtins.fetchurl "${url}")) ]\n`;
+    const dir = await offlineProject({ volume: VOLUME, files: { 'workdir/local.nix': fetching(`http://127.0.0.1:9/nixdocker-${nonce}.nix`) } });
+    const env = { DOCKER_HOST: process.env.DOCKER_HOST, http_proxy: '', HTTP_PROXY: '', no_proxy: '', NO_PROXY: '' };
+    const r = await runCli(['-C', dir, 'build'], { env });
+    assert.is(r.exitCode, 1, r.stderr);
+    assert.match(r.stderr, `the builder could not download http://127.0.0.1:9/nixdocker-${nonce}.nix`);
+    assert.match(r.stderr, /fix: the Nix files are fine; the builder container cannot reach 127\.0\.0\.1:9 \(Couldn't connect to server\)/);
+    assert.match(r.stderr, 'HTTP_PROXY/HTTPS_PROXY/NO_PROXY');
+    assert.not.match(r.stderr, 'fix the Nix file');
+
+    // A host that does not resolve, through a proxy that nothing serves: the error is the proxy's, so it got in.
+    await writeFile(path.join(dir, 'workdir/local.nix'), fetching(`http://nixdocker-${nonce}.invalid/x.nix`));
+    const direct = await runCli(['-C', dir, 'build'], { env });
+    assert.match(direct.stderr, /Could(?:n't| not) resolve host/);
+    const proxied = await runCli(['-C', dir, 'build'], { env: { ...env, http_proxy: 'http://127.0.0.1:9' } });
+    assert.is(proxied.exitCode, 1);
+    assert.not.match(proxied.stderr, /resolve host/, proxied.stderr);
+    assert.match(proxied.stderr, /Couldn't connect to server|Failed to connect|Could(?:n't| not) connect to proxy/);
+    assert.match(proxied.stderr, 'fix: the Nix files are fine');
+    assert.equal(await leftoverContainers(VOLUME), []);
+  });
+
   test('Ctrl-C during a build stops Nix and removes the builder container', async () => {
     const nonce = `${process.pid}${Date.now()}`;
     const slow = `{ pkgs, ... }: [ (derivation { name = "slow-${nonce}"; system = builtins.currentSystem; builder = "/bin/busybox"; args = [ "sh" "-c" "sleep 120; echo > $out" ]; }) ]\n`;
