@@ -11,6 +11,10 @@ const ROOT = '/nixdocker';
 export interface BuilderTarget {
   image: string;
   volume: string;
+  /** Extra mounts (read-only SSH files, a file:// binary cache). */
+  mounts?: Docker.MountSettings[];
+  /** 'host' to reach caches and remote builders on the host's loopback. */
+  networkMode?: 'host';
 }
 
 /**
@@ -50,7 +54,11 @@ export class ContainerRunner implements NixRunner {
         WorkingDir: '/',
         // Nix downloads with curl, which reads these: a host behind a proxy builds behind it too.
         Env: proxyEnv(),
-        HostConfig: { Mounts: [{ Type: 'volume', Source: target.volume, Target: '/nix' }], Init: true },
+        HostConfig: {
+          Mounts: [{ Type: 'volume', Source: target.volume, Target: '/nix' }, ...(target.mounts ?? [])],
+          Init: true,
+          ...(target.networkMode ? { NetworkMode: target.networkMode } : {}),
+        },
       });
     } catch (err) {
       throw isConnectionError(err) ? engineUnreachable(err) : err;
@@ -80,8 +88,18 @@ export class ContainerRunner implements NixRunner {
 
   async run(cmd: string[], opts: RunOptions): Promise<RunResult> {
     opts.signal?.throwIfAborted();
-    const exec = await this.container.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, AttachStdin: false, Tty: false });
-    const stream = await exec.start({ hijack: true, stdin: false });
+    const withStdin = opts.stdin !== undefined;
+    const exec = await this.container.exec({
+      Cmd: cmd,
+      Env: opts.env ? Object.entries(opts.env).map(([k, v]) => `${k}=${v}`) : undefined,
+      AttachStdout: true,
+      AttachStderr: true,
+      AttachStdin: withStdin,
+      Tty: false,
+    });
+    const stream = await exec.start({ hijack: true, stdin: withStdin });
+    // Half-closing after the bytes gives the command its end of file; the output still arrives.
+    if (withStdin) stream.end(opts.stdin);
     const out: Buffer[] = [];
     const err = new LineSplitter(opts.onStderrLine);
     const stdout = new PassThrough().on('data', (c: Buffer) => out.push(c));

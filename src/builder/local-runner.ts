@@ -29,7 +29,8 @@ export class LocalRunner implements NixRunner {
       reject: false,
       cancelSignal: opts.signal,
       forceKillAfterDelay: 5000,
-      stdin: 'ignore',
+      ...(opts.stdin !== undefined ? { input: opts.stdin } : { stdin: 'ignore' as const }),
+      env: opts.env,
       buffer: { stdout: true, stderr: false },
       maxBuffer: 256 * 1024 * 1024,
     });

@@ -2,6 +2,7 @@ import type Docker from 'dockerode';
 import type { Config } from '../config/types.js';
 import { ContainerRunner } from './container-runner.js';
 import { LocalRunner } from './local-runner.js';
+import { builderTarget } from './target.js';
 import type { NixRunner } from './runner.js';
 import type { StagedFile } from './staging.js';
 
@@ -9,5 +10,5 @@ import type { StagedFile } from './staging.js';
 export async function openRunner(config: Config, files: StagedFile[], docker: Docker | null, signal?: AbortSignal): Promise<NixRunner> {
   if (config.builder.mode === 'local') return LocalRunner.open(files);
   if (!docker) throw new Error('container mode needs an engine client');
-  return ContainerRunner.open(docker, { image: config.builder.image, volume: config.builder.volume }, files, signal);
+  return ContainerRunner.open(docker, builderTarget(config), files, signal);
 }

@@ -14,6 +14,13 @@ export interface NixRunner {
 export interface RunOptions {
   onStderrLine?: (line: string) => void;
   signal?: AbortSignal;
+  /** Extra environment variables for this command only. */
+  env?: Record<string, string>;
+  /**
+   * Bytes for the command's stdin, then end of file. Secrets travel this way
+   * (never as arguments or files), so nothing keeps them once the command ends.
+   */
+  stdin?: Buffer;
 }
 
 export interface RunResult {

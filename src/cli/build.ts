@@ -1,9 +1,15 @@
 import { buildImage } from '../pipeline/build-image.js';
 import { Pipeline } from '../pipeline/pipeline.js';
+import type { BuildResult } from '../nix/types.js';
 import type { Command } from './command.js';
 import { formatBytes, formatMs } from './format.js';
 import { projectConfig } from './project.js';
 import { StatusLine } from './status-line.js';
+
+/** Derivations built (here or remotely) against paths fetched from substituters. */
+function nixCounts(r: BuildResult): { built: number; fetched: number; remote: number } {
+  return { built: r.built.length, fetched: r.fetched?.length ?? 0, remote: r.builtRemotely?.length ?? 0 };
+}
 
 export const buildCommand: Command = {
   name: 'build',
@@ -14,8 +20,9 @@ export const buildCommand: Command = {
             run Nix again rather than reuse the result remembered for these inputs
   --load    load the image into the engine (DOCKER_HOST) instead of pushing it
   --json    print the outcome as JSON: status, reference, image (digest, layers,
-            durations), push counts, and the Nix result (packages, closure with
-            references and NAR sizes, derivations built)`,
+            durations), push counts, Nix counts (built, fetched, remote), the
+            upload to builder.cache, and the Nix result (packages, closure with
+            references and NAR sizes, derivations built, paths fetched)`,
   options: { force: { type: 'boolean' }, load: { type: 'boolean' }, json: { type: 'boolean' } },
   async run(ctx) {
     const config = await projectConfig(ctx);
@@ -36,7 +43,15 @@ export const buildCommand: Command = {
         const { status, identity } = outcome;
         const extra =
           outcome.status === 'built'
-            ? { image: outcome.image, nixCached: outcome.nixCached, layersBuilt: outcome.assembled.stats.layersBuilt, push: outcome.push, result: outcome.result }
+            ? {
+                image: outcome.image,
+                nixCached: outcome.nixCached,
+                layersBuilt: outcome.assembled.stats.layersBuilt,
+                push: outcome.push,
+                nix: nixCounts(outcome.result),
+                upload: outcome.upload ?? null,
+                result: outcome.result,
+              }
             : outcome.status === 'skipped'
               ? { reason: outcome.reason }
               : { where: outcome.where, durations: outcome.durations };
@@ -52,9 +67,15 @@ export const buildCommand: Command = {
       } else {
         const img = outcome.image;
         const s = outcome.assembled.stats;
-        out(`  ${outcome.nixCached ? 'Nix result remembered from an earlier build' : `Nix built ${outcome.result.built.length} derivation(s)`}`);
+        const n = nixCounts(outcome.result);
+        out(
+          `  ${outcome.nixCached ? 'Nix result remembered from an earlier build' : `Nix built ${n.built} derivation(s)${n.remote ? ` (${n.remote} on remote builders)` : ''}, fetched ${n.fetched} path(s) from substituters`}`,
+        );
         out(`  ${img.layers.length} layers, ${formatBytes(img.size)}; ${s.layersBuilt} layer(s) made, ${s.layersCached} from the cache`);
         out(`  ${describeDestinations(img.destinations)}; digest ${img.digest}`);
+        const up = outcome.upload;
+        if (up?.ok) out(`  uploaded to ${up.url}: ${up.uploaded} path(s), ${formatBytes(up.bytes)}; ${up.paths - up.uploaded} already there`);
+        else if (up) out(`  upload to ${up.url} FAILED (the image is fine; \`nixdocker cache push\` tries again)`);
         out(`  phases: ${Object.entries(img.durations).map(([k, v]) => `${k} ${formatMs(v)}`).join(', ')}`);
       }
       return 0;

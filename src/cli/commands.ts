@@ -7,6 +7,7 @@ import { pullCommand } from './pull.js';
 import { runCommand } from './run.js';
 import { watchCommand } from './watch.js';
 import { statusCommand } from './status.js';
+import { cacheCommand } from './cache.js';
 
 /** Every command, in the order `--help` lists them. */
-export const COMMANDS: Command[] = [initCommand, hashCommand, builderCommand, buildCommand, pullCommand, runCommand, watchCommand, statusCommand];
+export const COMMANDS: Command[] = [initCommand, hashCommand, builderCommand, buildCommand, pullCommand, runCommand, watchCommand, statusCommand, cacheCommand];

@@ -1,6 +1,6 @@
 import { readStatus } from '../daemon/status.js';
 import type { Command } from './command.js';
-import { formatMs } from './format.js';
+import { formatBytes, formatMs } from './format.js';
 import { projectConfig } from './project.js';
 
 export const statusCommand: Command = {
@@ -30,6 +30,14 @@ export const statusCommand: Command = {
     out(`inputs   ${s.current ?? 'not hashed yet'}`);
     out(`image    ${s.lastImage ? `${s.lastImage.image} (${s.lastImage.status} at ${s.lastImage.at})` : 'none yet'}`);
     if (s.lastDurations) out(`phases   ${Object.entries(s.lastDurations).map(([k, v]) => `${k} ${formatMs(v)}`).join(', ')}`);
+    if (s.lastNix) out(`nix      ${s.lastNix.built} derivation(s) built${s.lastNix.remote ? ` (${s.lastNix.remote} remotely)` : ''}, ${s.lastNix.fetched} path(s) fetched`);
+    if (s.lastUpload) {
+      out(
+        s.lastUpload.ok
+          ? `cache    uploaded ${s.lastUpload.uploaded} path(s), ${formatBytes(s.lastUpload.bytes)} to ${s.lastUpload.url} at ${s.lastUpload.at}`
+          : `cache    upload to ${s.lastUpload.url} FAILED at ${s.lastUpload.at}: ${s.lastUpload.message}`,
+      );
+    }
     out(`builds   ${s.builds.ok} ok, ${s.builds.failed} failed, ${s.builds.cancelled} cancelled`);
     if (s.lastError) out(`error    build ${s.lastError.buildId} at ${s.lastError.at}:\n${s.lastError.message.replace(/^/gm, '         ')}`);
     return running ? 0 : 3;

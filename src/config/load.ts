@@ -1,5 +1,6 @@
 import { cosmiconfig, getDefaultSearchPlaces } from 'cosmiconfig';
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { UserError } from '../errors.js';
 import { formatJsonError } from '../util/json-syntax.js';
@@ -87,7 +88,7 @@ export async function loadConfig(projectDir: string, opts: LoadOptions = {}): Pr
     userConfig: (input.userConfig ?? DEFAULTS.userConfig).map(normalizeRel),
     workdir: normalizeRel(input.workdir ?? DEFAULTS.workdir),
     registry,
-    builder: { ...DEFAULTS.builder, ...input.builder },
+    builder: hostPaths(root, { ...DEFAULTS.builder, ...withoutNulls(input.builder) }),
     image: { ...DEFAULTS.image, ...withoutNulls(input.image) },
     watch: { ...DEFAULTS.watch, ...input.watch },
     plugins: input.plugins ?? DEFAULTS.plugins,
@@ -162,6 +163,20 @@ function syntaxProblem(file: string | null, err: unknown): string {
 /** `null` marks an optional setting as unset (the example config shows them that way). */
 function withoutNulls<T extends object>(o: T | undefined): Partial<T> {
   return Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== null)) as Partial<T>;
+}
+
+/**
+ * Key files live outside the project (they must never reach an image), so
+ * they may be absolute, start with ~/, or be relative to the project.
+ */
+function hostPaths(root: string, b: Config['builder']): Config['builder'] {
+  const abs = (p: string) => (p.startsWith('~/') ? path.join(os.homedir(), p.slice(2)) : path.resolve(root, p));
+  return {
+    ...b,
+    cache: b.cache ? { url: b.cache.url, secretKeyFile: abs(b.cache.secretKeyFile) } : null,
+    sshKeyFile: b.sshKeyFile ? abs(b.sshKeyFile) : null,
+    sshKnownHostsFile: b.sshKnownHostsFile ? abs(b.sshKnownHostsFile) : null,
+  };
 }
 
 function normalizeRel(p: string): string {

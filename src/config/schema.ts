@@ -37,6 +37,47 @@ const HOST = /^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9a-fA-F:]+\](:[0-9]{1,5})?$/;
 const NAMESPACE = /^$|^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
 const VOLUME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
+// Nix splits these settings on whitespace, so an entry may hold none.
+const STORE_URL = /^(?:https?|file|s3):\/\/\S+$/;
+const SUBSTITUTER = /^[a-z][a-z0-9+.-]*:\/\/\S+$/;
+/** A Nix public key: name:base64 of 32 bytes, as `nix-store --generate-binary-cache-key` writes it. */
+export const PUBLIC_KEY = /^[^\s:]+:[A-Za-z0-9+/]{43}=$/;
+const nullOr = (check: Check): Check => (v) => (v === null ? null : check(v));
+const urlList = (re: RegExp, what: string): Check => (v) =>
+  Array.isArray(v) && v.every((x) => typeof x === 'string' && re.test(x)) ? null : `an array of ${what}`;
+
+/** `builder.cache`: where finished builds go and the key that signs them. */
+const cacheSetting: Check = (v) => {
+  const what = 'an object { "url": "file:///DIR" | "http(s)://HOST/PATH" | "s3://BUCKET", "secretKeyFile": "PATH" } or null';
+  if (v === null) return null;
+  if (!isObject(v)) return what;
+  const extra = Object.keys(v).filter((k) => k !== 'url' && k !== 'secretKeyFile');
+  if (extra.length > 0) return `${what} (unknown key ${JSON.stringify(extra[0])})`;
+  if (typeof v.url !== 'string' || !STORE_URL.test(v.url)) return `${what} ("url" must be a file://, http://, https:// or s3:// store URL)`;
+  if (typeof v.secretKeyFile !== 'string' || v.secretKeyFile.length === 0) {
+    return `${what} ("secretKeyFile" names the key from \`nix-store --generate-binary-cache-key\` that signs uploads)`;
+  }
+  return null;
+};
+
+/**
+ * A Nix `builders` line: URI, then optional systems, SSH key, max jobs, speed,
+ * features, mandatory features and host key. The SSH key comes from
+ * builder.sshKeyFile (mounted into the builder), so the third field stays "-".
+ */
+const builderLines: Check = (v) => {
+  const what = 'an array of Nix builders lines like "ssh://root@build1.example x86_64-linux - 4"';
+  if (!Array.isArray(v)) return what;
+  for (const line of v) {
+    if (typeof line !== 'string') return what;
+    const fields = line.trim().split(/\s+/);
+    if (!/^ssh(?:-ng)?:\/\/[^\s/]+$/.test(fields[0] ?? '')) return `${what} (${JSON.stringify(line)} does not start with ssh://HOST or ssh-ng://HOST)`;
+    if (line.includes(';')) return `${what}, one builder per entry (${JSON.stringify(line)} holds a ";")`;
+    if (fields[2] !== undefined && fields[2] !== '-') return `${what}, with "-" as the third field: the SSH key comes from builder.sshKeyFile`;
+  }
+  return null;
+};
+
 /** Nested keys as `section.key`; sections are objects of their own. */
 export const SCHEMA: Record<string, KeySpec> = {
   envDir: { check: string, doc: 'directory of the predefined Nix files; its content names the image repository' },
@@ -49,6 +90,13 @@ export const SCHEMA: Record<string, KeySpec> = {
   'builder.image': { check: string, doc: 'image with Nix that runs the builds' },
   'builder.volume': { check: pattern(VOLUME, 'a volume name of letters, digits, "_", "." and "-"'), doc: 'named volume kept at /nix so the store survives between builds' },
   'builder.mode': { check: oneOf('container', 'local'), doc: '"container" builds in the builder container, "local" with the host\'s nix-build' },
+  'builder.substituters': { check: urlList(SUBSTITUTER, 'store URLs without spaces'), doc: 'binary caches builds fetch from; replaces the builder\'s own list' },
+  'builder.trustedPublicKeys': { check: urlList(PUBLIC_KEY, 'public keys like "name-1:BASE64=" (nix-store --generate-binary-cache-key)'), doc: 'keys whose signatures make a substitute acceptable; replaces the builder\'s own list' },
+  'builder.cache': { check: cacheSetting, doc: 'binary cache that every new build\'s closure is signed and uploaded to: { url, secretKeyFile }' },
+  'builder.remoteBuilders': { check: builderLines, doc: 'Nix remote builders (builders lines, ssh:// or ssh-ng://) the builder sends builds to' },
+  'builder.useSubstitutesOnRemote': { check: boolean, doc: 'let remote builders fetch dependencies from their substituters (builders-use-substitutes)' },
+  'builder.sshKeyFile': { check: nullOr(string), doc: 'SSH private key for the remote builders, mounted read-only into the builder', optional: true },
+  'builder.sshKnownHostsFile': { check: nullOr(string), doc: 'known_hosts with the remote builders\' host keys, mounted read-only into the builder', optional: true },
   'image.maxLayers': { check: intRange(2, 125), doc: 'most layers per image, the customisation layer included' },
   'image.cmd': { check: stringArray(true), doc: 'default command of the image', optional: true },
   'image.env': { check: stringMap, doc: 'extra environment variables of the image', optional: true },

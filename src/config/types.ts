@@ -11,6 +11,13 @@ export interface ImageSettings {
   user?: string;
 }
 
+/** `builder.cache`: a Nix store URL and the key that signs what goes there. */
+export interface BinaryCacheSettings {
+  url: string;
+  /** Absolute path on the host; read only when uploading, never copied into the builder. */
+  secretKeyFile: string;
+}
+
 /** The normalised configuration every module below the CLI works with. */
 export interface Config {
   /** Absolute, real path of the project directory. */
@@ -31,6 +38,17 @@ export interface Config {
     image: string;
     volume: string;
     mode: 'container' | 'local';
+    /** Binary caches to fetch from (replace the builder's own); empty keeps the builder's. */
+    substituters: string[];
+    trustedPublicKeys: string[];
+    /** Where new builds are uploaded; the secret key file is an absolute host path. */
+    cache: BinaryCacheSettings | null;
+    /** Nix builders lines. */
+    remoteBuilders: string[];
+    useSubstitutesOnRemote: boolean;
+    /** Absolute host paths, mounted read-only into the builder for remote builds. */
+    sshKeyFile: string | null;
+    sshKnownHostsFile: string | null;
   };
   image: ImageSettings;
   watch: {

@@ -139,6 +139,14 @@ export class Daemon {
       await this.status.update((s) => {
         s.lastImage = { image: d.image, digest: d.digest, at, status: 'built' };
         s.lastDurations = d.durations;
+        const r = outcome.result;
+        if (!outcome.nixCached) s.lastNix = { built: r.built.length, fetched: r.fetched?.length ?? 0, remote: r.builtRemotely?.length ?? 0 };
+        const up = outcome.upload;
+        if (up) {
+          s.lastUpload = up.ok
+            ? { url: up.url, ok: true, uploaded: up.uploaded, bytes: up.bytes, message: null, at }
+            : { url: up.url, ok: false, uploaded: 0, bytes: 0, message: up.message, at };
+        }
         s.lastError = null;
       });
     } else if (outcome.status === 'up-to-date') {

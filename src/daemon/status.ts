@@ -17,6 +17,10 @@ export interface DaemonStatus {
   /** The last image that was ready (built now or found up to date). */
   lastImage: { image: string; digest: string | null; at: string; status: 'built' | 'up-to-date' } | null;
   lastDurations: Record<string, number> | null;
+  /** What Nix did in the last build that ran it: derivations built, paths fetched from substituters. */
+  lastNix: { built: number; fetched: number; remote: number } | null;
+  /** The last upload to builder.cache (counts only; the key never appears here). */
+  lastUpload: { url: string; ok: boolean; uploaded: number; bytes: number; message: string | null; at: string } | null;
   lastError: { buildId: number; image: string | null; message: string; at: string } | null;
   builds: { ok: number; failed: number; cancelled: number };
 }
@@ -48,6 +52,8 @@ export class StatusWriter {
       building: null,
       lastImage: null,
       lastDurations: null,
+      lastNix: null,
+      lastUpload: null,
       lastError: null,
       builds: { ok: 0, failed: 0, cancelled: 0 },
     };

@@ -45,25 +45,50 @@ export async function evaluate(runner: NixRunner, manifest: string, opts: NixSte
   return { system: parsed.system, base: parsed.base.map(pkg), user: parsed.user.map(pkg), image: parsed.image ?? {} };
 }
 
-/** Builds (or finds in the store) every derivation; returns the ones it really built. */
-export async function realise(
-  runner: NixRunner,
-  drvPaths: string[],
-  opts: NixStepOptions & { onProgress?: (p: NixProgress) => void },
-): Promise<string[]> {
-  if (drvPaths.length === 0) return [];
+/** What `nix-store --realise` did, read from its log. */
+export interface RealiseReport {
+  /** Derivations built here or on a remote builder. */
+  built: string[];
+  /** Store paths fetched from a substituter. */
+  fetched: string[];
+  /** Derivations a remote builder built (a subset of built), with the builder. */
+  builtRemotely: { drv: string; builder: string }[];
+  /** Substitutes refused for a bad or unknown signature (then built here). */
+  refused: { path: string; substituter: string }[];
+  /** Remote builders Nix could not use, with Nix's reason. */
+  unreachable: { builder: string; reason: string }[];
+}
+
+export interface RealiseOptions extends NixStepOptions {
+  onProgress?: (p: NixProgress) => void;
+  /** `--option` arguments (substituters, keys, builders). */
+  nixArgs?: string[];
+  env?: Record<string, string>;
+}
+
+/** Builds (or finds in the store, or fetches) every derivation; reports what it really did. */
+export async function realise(runner: NixRunner, drvPaths: string[], opts: RealiseOptions): Promise<RealiseReport> {
+  const report: RealiseReport = { built: [], fetched: [], builtRemotely: [], refused: [], unreachable: [] };
+  if (drvPaths.length === 0) return report;
   const progress: NixProgress = { total: 0, started: 0, current: null };
-  const built: string[] = [];
-  const r = await runner.run(['nix-store', '--realise', ...unique(drvPaths)], {
+  const r = await runner.run(['nix-store', '--realise', ...(opts.nixArgs ?? []), ...unique(drvPaths)], {
     signal: opts.signal,
+    env: opts.env,
     onStderrLine: (line) => {
       opts.onLog?.(line);
+      const fetched = /^copying path '(\/nix\/store\/[^']+)' from '([^']+)'/.exec(line);
+      if (fetched) report.fetched.push(fetched[1]!);
+      const refused = /^warning: the substitute for '([^']+)' from '([^']+)' is not signed by any of the keys/.exec(line);
+      if (refused) report.refused.push({ path: refused[1]!, substituter: refused[2]! });
+      const down = /cannot build on '([^']+)': (.*)$/.exec(line);
+      if (down) report.unreachable.push({ builder: down[1]!, reason: down[2]!.replace(/^error: /, '') });
       const will = /^these (\d+) derivations? will be built/.exec(line);
       if (will) progress.total = Number(will[1]);
       else if (/^this derivation will be built/.test(line)) progress.total = 1;
-      const building = /^building '(\/nix\/store\/[^']+\.drv)'/.exec(line);
+      const building = /^building '(\/nix\/store\/[^']+\.drv)'(?: on '([^']+)')?/.exec(line);
       if (building) {
-        built.push(building[1]!);
+        report.built.push(building[1]!);
+        if (building[2]) report.builtRemotely.push({ drv: building[1]!, builder: building[2] });
         progress.started++;
         progress.current = building[1]!.replace(/^\/nix\/store\/[a-z0-9]{32}-/, '').replace(/\.drv$/, '');
       } else {
@@ -73,7 +98,7 @@ export async function realise(
     },
   });
   if (r.exitCode !== 0) throw nixError('build', r, runner.root);
-  return built;
+  return report;
 }
 
 /** The full closure of the out paths with references and NAR sizes. */

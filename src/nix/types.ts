@@ -43,6 +43,10 @@ export interface BuildResult {
   image: NixImageSettings;
   /** Milliseconds spent in each phase that ran. */
   phases: Partial<Record<BuildPhase, number>>;
-  /** Derivations Nix actually built (not taken from the store). */
+  /** Derivations Nix actually built (not taken from the store), here or remotely. */
   built: string[];
+  /** Store paths fetched from a substituter (absent in results remembered from older versions). */
+  fetched?: string[];
+  /** Derivations of `built` that a remote builder built. */
+  builtRemotely?: string[];
 }

@@ -14,6 +14,8 @@ import { dockerArchiveStream } from '../image/docker-archive.js';
 import { ListingCache } from '../image/listing-cache.js';
 import { FsStoreReader, type StoreReader } from '../image/store-reader.js';
 import { nixStep } from './nix-step.js';
+import { uploadBuild } from './cache-upload.js';
+import type { UploadReport } from '../nix/binary-cache.js';
 import type { FailedPhase, Pipeline } from './pipeline.js';
 import { pushStep } from './push-step.js';
 
@@ -35,7 +37,19 @@ export interface BuildRequest {
 export type BuildOutcome =
   | { status: 'up-to-date'; identity: Identity; where: Destination[]; durations: Record<string, number> }
   | { status: 'skipped'; identity: Identity; reason: string }
-  | { status: 'built'; identity: Identity; image: ImageDescription; assembled: AssembledImage; nixCached: boolean; result: BuildResult; push: PushReport | null };
+  | {
+      status: 'built';
+      identity: Identity;
+      image: ImageDescription;
+      assembled: AssembledImage;
+      nixCached: boolean;
+      result: BuildResult;
+      push: PushReport | null;
+      /** The upload to builder.cache; absent when none is configured or Nix did not run. */
+      upload?: UploadOutcome;
+    };
+
+export type UploadOutcome = ({ ok: true } & UploadReport) | { ok: false; url: string; message: string };
 
 /**
  * One build, start to end: identity → destinations → registry (or engine)
@@ -90,6 +104,8 @@ export async function buildImage(p: Pipeline, req: BuildRequest): Promise<BuildO
         hooks.buildPhase.call(req.buildId, ph);
       },
       onProgress: req.onProgress,
+      nixArgs: p.nixSettings().args,
+      nixEnv: (root) => p.nixSettings().env(root),
     });
     Object.assign(durations, nix.cached ? {} : nix.result.phases);
 
@@ -102,8 +118,12 @@ export async function buildImage(p: Pipeline, req: BuildRequest): Promise<BuildO
       assembleImage({ result: nix.result, settings: config.image, reader, cacheDir: config.cacheDir, signal: req.signal, log }),
     );
     await reader.save();
-    if (runner) await p.releaseRunner(runner);
-    runner = null;
+    // The upload to the binary cache reads the store after the image is ready: keep the builder for it.
+    const uploads = config.builder.cache !== null && !nix.cached;
+    if (runner && !uploads) {
+      await p.releaseRunner(runner);
+      runner = null;
+    }
 
     const desc: ImageDescription = {
       buildId: req.buildId,
@@ -132,7 +152,8 @@ export async function buildImage(p: Pipeline, req: BuildRequest): Promise<BuildO
     await p.rememberInputs(id);
     phase = null;
     await hooks.imageReady.promise(desc);
-    return { status: 'built', identity: id, image: desc, assembled, nixCached: nix.cached, result: nix.result, push };
+    const upload = uploads && runner ? await uploadAfterBuild(p, runner, nix.result, req, durations) : undefined;
+    return { status: 'built', identity: id, image: desc, assembled, nixCached: nix.cached, result: nix.result, push, upload };
   } catch (err) {
     // Whatever a cancelled build throws on its way out (a killed Nix, a dropped stream), it was cancelled.
     const cancelled = Boolean(req.signal?.aborted);
@@ -161,6 +182,27 @@ async function chooseDestinations(p: Pipeline, id: Identity): Promise<Destinatio
   }
   const unique = [...new Set(chosen as Destination[])];
   return unique.length > 0 ? unique : ['engine'];
+}
+
+/**
+ * The image is out already, so a failed upload is a warning, not a failed
+ * build; `nixdocker cache push` tries again. Cancelling still cancels.
+ */
+async function uploadAfterBuild(p: Pipeline, runner: NixRunner, result: BuildResult, req: BuildRequest, durations: Record<string, number>): Promise<UploadOutcome> {
+  const url = p.config.builder.cache!.url;
+  p.hooks.buildPhase.call(req.buildId, 'cacheUpload');
+  const t0 = performance.now();
+  try {
+    const report = await uploadBuild(p, runner, result, { signal: req.signal, onLog: (line) => p.hooks.buildLog.call(req.buildId, line) });
+    return { ok: true, ...report };
+  } catch (err) {
+    if (req.signal?.aborted) throw err;
+    const message = isUserError(err) ? err.format() : (err as Error)?.message ?? String(err);
+    p.log.warn({ url }, `the image is ready, but its upload to the binary cache failed: ${message}`);
+    return { ok: false, url, message };
+  } finally {
+    durations.cacheUpload = Math.round(performance.now() - t0);
+  }
 }
 
 function readerFor(runner: NixRunner, cacheDir: string): StoreReader {

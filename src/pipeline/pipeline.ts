@@ -19,6 +19,7 @@ import type { Logger } from '../log.js';
 import { readJson, writeJson } from '../util/json-file.js';
 import { loadPlugins } from '../plugin-loader.js';
 import { RegistryClient } from '../registry/index.js';
+import { nixBuildSettings, type NixBuildSettings } from './nix-settings.js';
 
 /**
  * What one project's builds share: config, hooks with the plugins applied,
@@ -32,6 +33,7 @@ export class Pipeline {
   /** The daemon keeps one builder container between builds (see ContainerRunner.stage). */
   keepWarm = false;
   private warm: ContainerRunner | null = null;
+  private settings: NixBuildSettings | null = null;
 
   private constructor(
     readonly config: Config,
@@ -139,9 +141,15 @@ export class Pipeline {
     return path.join(this.config.cacheDir, 'state', name);
   }
 
+  /** Substituters, keys and remote builders for Nix, worked out once per pipeline. */
+  nixSettings(): NixBuildSettings {
+    this.settings ??= nixBuildSettings(this.config);
+    return this.settings;
+  }
+
   /** A runner with the identity's inputs staged: the warm one when there is one, else a new one. */
   async acquireRunner(identity: Identity, signal?: AbortSignal): Promise<NixRunner> {
-    const files = await stageInputs(identity);
+    const files = [...(await stageInputs(identity)), ...this.nixSettings().files];
     const warm = this.warm;
     this.warm = null;
     if (warm?.usable) {

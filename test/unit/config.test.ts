@@ -156,6 +156,69 @@ test('DOCKER_REGISTRY_HOST overrides registry.host; DOCKER_REGISTRY_CONTAINER wa
   assert.match(warnings[0]!, 'DOCKER_REGISTRY_CONTAINER');
 });
 
+test('binary cache and remote builder settings: valid ones load, key files resolve on the host', async () => {
+  const good = {
+    builder: {
+      substituters: ['http://127.0.0.1:8080', 'file:///srv/nix-cache'],
+      trustedPublicKeys: ['team-1:bw7s8J22KFoRrjaJtUWFNSyFgpXZ3CUkYAGeE9nNFgk='],
+      cache: { url: 's3://team-cache?region=eu-west-1', secretKeyFile: 'keys/cache.secret' },
+      remoteBuilders: ['ssh://root@build1.example:2222 x86_64-linux - 4'],
+      useSubstitutesOnRemote: true,
+      sshKeyFile: '/etc/nixdocker/id_ed25519',
+      sshKnownHostsFile: null,
+    },
+  };
+  const dir = await tmpProject({ ...base, '.nixdockerrc.json': JSON.stringify(good) });
+  const { config } = await loadConfig(dir, { env: {} });
+  assert.is(config.builder.cache?.secretKeyFile, path.join(config.projectDir, 'keys/cache.secret'));
+  assert.is(config.builder.sshKeyFile, '/etc/nixdocker/id_ed25519');
+  assert.is(config.builder.sshKnownHostsFile, null);
+  assert.equal(config.builder.substituters, good.builder.substituters);
+});
+
+test('binary cache and remote builder settings: each mistake is named with the fix', async () => {
+  const bad = {
+    builder: {
+      substituters: ['cache.example.org'],
+      trustedPublicKeys: ['team-1:short='],
+      cache: { url: 'ftp://x', secretKeyFile: 'k' },
+      remoteBuilders: ['ssh://b x86_64-linux /root/.ssh/id 2'],
+      useSubstitutesOnRemote: 'yes',
+    },
+  };
+  const err = await loadError({ '.nixdockerrc.json': JSON.stringify(bad) });
+  assert.match(err.message, '"builder.substituters" expected an array of store URLs');
+  assert.match(err.message, '"builder.trustedPublicKeys" expected an array of public keys');
+  assert.match(err.message, '"builder.cache" expected an object');
+  assert.match(err.message, 'file://, http://, https:// or s3://');
+  assert.match(err.message, '"builder.remoteBuilders"');
+  assert.match(err.message, 'the SSH key comes from builder.sshKeyFile');
+  assert.match(err.message, '"builder.useSubstitutesOnRemote" expected true or false');
+  const noKey = await loadError({ '.nixdockerrc.json': JSON.stringify({ builder: { cache: { url: 'file:///tmp/c' } } }) });
+  assert.match(noKey.message, 'secretKeyFile');
+});
+
+test('cache, substituter and builder settings leave the image tag alone', async () => {
+  const { computeIdentity } = await import('../../src/identity.js');
+  const plain = await tmpProject(base);
+  const shared = await tmpProject({
+    ...base,
+    '.nixdockerrc.json': JSON.stringify({
+      builder: {
+        substituters: ['http://127.0.0.1:1'],
+        trustedPublicKeys: ['team-1:bw7s8J22KFoRrjaJtUWFNSyFgpXZ3CUkYAGeE9nNFgk='],
+        cache: { url: 'file:///tmp/c', secretKeyFile: '/k' },
+        remoteBuilders: ['ssh://b'],
+        useSubstitutesOnRemote: true,
+      },
+    }),
+  });
+  const a = await computeIdentity((await loadConfig(plain, { env: {} })).config);
+  const b = await computeIdentity((await loadConfig(shared, { env: {} })).config);
+  assert.is(b.name, a.name);
+  assert.is(b.tag, a.tag);
+});
+
 test('the example config is valid and shows every default', async () => {
   const { readFile } = await import('node:fs/promises');
   const { REPO_ROOT } = await import('../helpers/project.js');

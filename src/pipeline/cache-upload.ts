@@ -1,0 +1,39 @@
+import type { NixRunner } from '../builder/runner.js';
+import { readSigningKey, uploadClosure, type UploadReport } from '../nix/binary-cache.js';
+import type { BuildResult } from '../nix/types.js';
+import type { Pipeline } from './pipeline.js';
+
+/**
+ * Signs and uploads a build's closure to builder.cache and says so in the
+ * log (paths and bytes, as a push does). Throws on failure: the caller
+ * decides whether that fails anything.
+ */
+export async function uploadBuild(p: Pipeline, runner: NixRunner, result: BuildResult, opts: { signal?: AbortSignal; onLog?: (line: string) => void } = {}): Promise<UploadReport> {
+  const cache = p.config.builder.cache;
+  if (!cache) throw new Error('uploadBuild without builder.cache');
+  const key = await readSigningKey(cache);
+  const paths = Object.keys(result.closure).sort();
+  let last = 0;
+  const report = await uploadClosure(runner, paths, cache, key, {
+    signal: opts.signal,
+    onLog: opts.onLog,
+    onProgress: (pr) => {
+      // A line per path is noise for big closures: one every second at most, and the last.
+      const now = performance.now();
+      if (now - last < 1000 && pr.uploaded !== pr.total) return;
+      last = now;
+      p.log.debug({ uploaded: pr.uploaded, total: pr.total, bytes: pr.bytes }, `cache upload: ${pr.uploaded}/${pr.total} path(s), ${pr.bytes} bytes`);
+    },
+  });
+  p.log.info(
+    { url: report.url, paths: report.paths, uploaded: report.uploaded, bytes: report.bytes, ms: report.ms },
+    `uploaded ${result.name}:${result.tag} to ${report.url}: ${report.uploaded} path(s) copied (${formatBytes(report.bytes)}), ${report.paths - report.uploaded} already there`,
+  );
+  return report;
+}
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
