@@ -11,7 +11,9 @@ import type { ImageDescription, Plugin, PluginContext } from '../src/hooks.js';
  * built again moves to the end). Only tags in that history are ever removed:
  * tags pushed from another machine or cache directory are left alone.
  *
- * Registry: a manifest is deleted by digest, which removes every tag on it,
+ * Registry: a tag names an image index; an old tag goes with its index, the
+ * platform manifests the index lists and its platform tags (TAG-linux-arm64).
+ * A manifest is deleted by digest, which removes every tag on it,
  * so an old tag is deleted only when no other tag of the repository (kept,
  * unknown, or the one just built) points at the same digest; otherwise it
  * stays and is tried again after the next build. Finding that out costs one
@@ -135,13 +137,20 @@ async function registryGc(image: ImageDescription, repo: string, old: string[], 
   const left = new Set(old);
   try {
     const listed = await client.listTags(repo);
+    // A platform tag (TAG-linux-arm64) belongs to its tag: old with it, staying with it.
+    const ownerOf = (t: string) => (/^[0-9a-f]{32}-/.test(t) ? t.slice(0, 32) : t);
     const oldSet = new Set(old);
     const digests = await mapLimit(listed, HEAD_CONCURRENCY, async (t) => [t, await client.getManifestDigest(repo, t)] as const);
-    // Every digest some staying tag points at, and the new image's own.
-    const protectedDigests = new Set<string>([image.digest]);
-    for (const [t, d] of digests) if (d && !oldSet.has(t)) protectedDigests.add(d);
+    // Every digest some staying tag points at, and the new image's own (its index and platforms).
+    const protectedDigests = new Set<string>([image.digest, ...(image.platforms ?? []).map((p) => p.digest)]);
+    for (const [t, d] of digests) if (d && !oldSet.has(ownerOf(t))) protectedDigests.add(d);
     const byTag = new Map(digests);
     const deleted = new Set<string>();
+    const remove = async (d: string) => {
+      if (deleted.has(d) || protectedDigests.has(d)) return;
+      await client.deleteManifest(repo, d);
+      deleted.add(d);
+    };
     for (const t of old) {
       const d = byTag.get(t);
       if (!d || deleted.has(d)) {
@@ -152,8 +161,12 @@ async function registryGc(image: ImageDescription, repo: string, old: string[], 
         context.log.debug(`gc left ${repo}:${t} in the registry: a tag that stays points at the same manifest ${d}`);
         continue;
       }
-      await client.deleteManifest(repo, d);
-      deleted.add(d);
+      // The index first (the tag stops naming anything at once), then what it held.
+      const index = await client.getManifest(repo, d);
+      const listedIn = index ? ((JSON.parse(index.body.toString('utf8')) as { manifests?: { digest: string }[] }).manifests ?? []).map((m) => m.digest) : [];
+      await remove(d);
+      for (const m of listedIn) await remove(m);
+      for (const [pt, pd] of digests) if (pd && ownerOf(pt) === t && pt !== t) await remove(pd);
       left.delete(t);
     }
     if (deleted.size > 0) context.log.info(`gc deleted ${deleted.size} old manifest(s) of ${repo} from ${client.host}`);

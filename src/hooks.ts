@@ -38,10 +38,21 @@ export interface ImageDescription {
   tag: string;
   /** REGISTRY/NAMESPACE/NAME:TAG */
   image: string;
-  /** Manifest digest, sha256:… */
+  /**
+   * What the tag names, sha256:…: the image index once pushed (the index of
+   * every platform the registry holds for this tag); before that, and for an
+   * image only loaded into the engine, the manifest of its one platform.
+   */
   digest: string;
+  /**
+   * The platforms built by this build ("linux/arm64"), each with its
+   * manifest's digest; after a push also the platforms other writers put
+   * under the same tag (built: false).
+   */
+  platforms: { platform: string; digest: string; built: boolean }[];
+  /** The layers of the first platform built (every platform has its own). */
   layers: LayerDescription[];
-  /** Compressed bytes of all layers. */
+  /** Compressed bytes of the layers of every platform built. */
   size: number;
   /** Milliseconds per phase (hash, registryCheck, evaluate, build, closure, assemble, push, load). */
   durations: Record<string, number>;
@@ -74,6 +85,8 @@ export interface BuildFailure {
   /** The message shown to the user (a UserError's text, or the bug's message). */
   message: string;
   error: unknown;
+  /** The platform whose build failed ("linux/arm64"), or null when the failure was not one platform's. */
+  platform: string | null;
   phase: BuildPhase | 'assemble' | 'push' | 'load' | null;
 }
 
@@ -117,8 +130,12 @@ export function createHooks() {
     destinations: new AsyncSeriesWaterfallHook<[Destination[], Identity]>(['destinations', 'identity']),
     /** Bail. Before a build starts; return a BuildVeto to skip it, undefined to go on. */
     beforeBuild: new AsyncSeriesBailHook<[BuildTrigger], BuildVeto | undefined>(['trigger']),
-    /** Sync. A build phase starts (hash, registryCheck, evaluate, build, closure, assemble, push, load). */
-    buildPhase: new SyncHook<[number, string]>(['buildId', 'phase']),
+    /**
+     * Sync. A build phase starts (hash, registryCheck, evaluate, build, closure,
+     * assemble, push, load); `platform` names the platform for the phases each
+     * platform runs on its own (evaluate to assemble), else null.
+     */
+    buildPhase: new SyncHook<[number, string, string | null]>(['buildId', 'phase', 'platform']),
     /** Sync. One line of Nix's build log. Keep taps cheap: this fires for every line. */
     buildLog: new SyncHook<[number, string]>(['buildId', 'line']),
     /** Series. The image is assembled (not yet pushed or loaded). */

@@ -29,7 +29,7 @@ export async function createBuilder(
   if (!(await hasImage(docker, target.image))) {
     image = 'created';
     if (opts.fromTarball) await loadTarball(docker, target.image, opts.fromTarball, opts.log);
-    else await pullBuilderImage(docker, target.image, opts.log);
+    else await pullBuilderImage(docker, target.image, opts.log, target.platform);
   }
   let volume: StepOutcome = 'exists';
   try {
@@ -112,10 +112,10 @@ async function ignoreNotFound(p: Promise<unknown>): Promise<boolean> {
   }
 }
 
-async function pullBuilderImage(docker: Docker, image: string, log: Logger): Promise<void> {
-  log.info(`pulling the builder image ${image}`);
+async function pullBuilderImage(docker: Docker, image: string, log: Logger, platform?: string): Promise<void> {
+  log.info(`pulling the builder image ${image}${platform ? ` for ${platform}` : ''}`);
   try {
-    await pullImage(docker, image, (p) => log.debug(`${p.done}/${p.layers} layers: ${p.status}`));
+    await pullImage(docker, image, (p) => log.debug(`${p.done}/${p.layers} layers: ${p.status}`), { platform });
   } catch (err) {
     const cause = (err as { cause?: unknown }).cause ?? err;
     if (isConnectionError(cause)) throw err;
@@ -153,6 +153,7 @@ async function loadTarball(docker: Docker, image: string, file: string, log: Log
 export function runInBuilder(docker: Docker, target: BuilderTarget, cmd: string[], signal?: AbortSignal): Promise<{ exitCode: number; output: string }> {
   return runCaptured(docker, {
     image: target.image,
+    platform: target.platform,
     cmd,
     volumes: [{ name: target.volume, target: '/nix' }],
     labels: { [LABEL_ROLE]: 'build', 'org.nixdocker.volume': target.volume },

@@ -15,6 +15,8 @@ export interface BuilderTarget {
   mounts?: Docker.MountSettings[];
   /** 'host' to reach caches and remote builders on the host's loopback. */
   networkMode?: 'host';
+  /** "linux/arm64": the engine starts the image for that platform (emulated where it is foreign). */
+  platform?: string;
 }
 
 /**
@@ -47,6 +49,8 @@ export class ContainerRunner implements NixRunner {
     let container: Docker.Container;
     try {
       container = await docker.createContainer({
+        // A query parameter of POST /containers/create (dockerode puts every option there too).
+        ...(target.platform ? { platform: target.platform } : {}),
         Image: target.image,
         // Idle until removed; sh -c keeps this working in images whose PATH lacks coreutils' sleep.
         Cmd: ['sh', '-c', 'while :; do sleep 3600; done'],

@@ -45,6 +45,7 @@ export const buildCommand: Command = {
           outcome.status === 'built'
             ? {
                 image: outcome.image,
+                builds: outcome.builds.map((b) => ({ platform: b.platform, digest: b.assembled.manifestDigest, nixCached: b.nixCached, layersBuilt: b.assembled.stats.layersBuilt })),
                 nixCached: outcome.nixCached,
                 layersBuilt: outcome.assembled.stats.layersBuilt,
                 push: outcome.push,
@@ -76,6 +77,7 @@ export const buildCommand: Command = {
         const up = outcome.upload;
         if (up?.ok) out(`  uploaded to ${up.url}: ${up.uploaded} path(s), ${formatBytes(up.bytes)}; ${up.paths - up.uploaded} already there`);
         else if (up) out(`  upload to ${up.url} FAILED (the image is fine; \`nixdocker cache push\` tries again)`);
+        out(`  platforms: ${img.platforms.map((x) => `${x.platform}${x.built ? '' : ' (already there)'}`).join(', ')}`);
         out(`  phases: ${Object.entries(img.durations).map(([k, v]) => `${k} ${formatMs(v)}`).join(', ')}`);
       }
       return 0;

@@ -1,5 +1,6 @@
 import { builderStatus, createBuilder, removeBuilder } from '../builder/builder.js';
 import { connectEngine } from '../engine/engine.js';
+import { buildTargets } from '../pipeline/targets.js';
 import type { Command } from './command.js';
 import { projectConfig } from './project.js';
 import { formatBytes } from './format.js';
@@ -9,7 +10,9 @@ const USAGE = `nixdocker builder create [--from-tarball FILE]
        nixdocker builder rm [--volume]
 
   create           pull builder.image (or load it from FILE), create the store volume
-                   builder.volume, and check that nix-build runs; idempotent
+                   builder.volume, and check that nix-build runs; idempotent. With
+                   "platforms", does so for each platform's builder (its image for that
+                   platform, its own volume, its own engine)
   status           image, volume, store size and running builds
   rm               remove the builder image and its containers; --volume also
                    removes the store volume (everything built is lost)`;
@@ -27,10 +30,14 @@ export const builderCommand: Command = {
     const out = (s: string) => ctx.stdout.write(`${s}\n`);
     switch (sub) {
       case 'create': {
-        const r = await createBuilder(docker, target, { fromTarball: ctx.values['from-tarball'] as string | undefined, log: ctx.log, signal: ctx.signal });
-        out(`image   ${target.image}: ${r.image === 'exists' ? 'present, left as is' : ctx.values['from-tarball'] ? 'loaded from the tarball' : 'pulled'}`);
-        out(`volume  ${target.volume}: ${r.volume === 'exists' ? 'present, left as is' : 'created'}`);
-        out(`nix     ${r.nixVersion}`);
+        for (const t of buildTargets(config)) {
+          const engine = t.dockerHost ? connectEngine(t.dockerHost) : docker;
+          const r = await createBuilder(engine, t.builder, { fromTarball: ctx.values['from-tarball'] as string | undefined, log: ctx.log, signal: ctx.signal });
+          const prefix = t.platform ? `${t.key}: ` : '';
+          out(`${prefix}image   ${t.builder.image}: ${r.image === 'exists' ? 'present, left as is' : ctx.values['from-tarball'] ? 'loaded from the tarball' : 'pulled'}`);
+          out(`${prefix}volume  ${t.builder.volume}: ${r.volume === 'exists' ? 'present, left as is' : 'created'}`);
+          out(`${prefix}nix     ${r.nixVersion}`);
+        }
         return 0;
       }
       case 'status': {

@@ -4,6 +4,7 @@ import { ResultCache } from '../nix/result-cache.js';
 import type { NixRunner } from '../builder/runner.js';
 import { uploadBuild } from '../pipeline/cache-upload.js';
 import { Pipeline } from '../pipeline/pipeline.js';
+import { buildTargets } from '../pipeline/targets.js';
 import type { Command } from './command.js';
 import { formatBytes, formatMs } from './format.js';
 import { projectConfig } from './project.js';
@@ -32,23 +33,35 @@ export const cacheCommand: Command = {
       );
     }
     const identity = await computeIdentity(config);
-    const result = await new ResultCache(config.cacheDir).get(identity.name, identity.tag);
-    if (!result) {
+    const results = new ResultCache(config.cacheDir);
+    // Each platform's closure lives in its own builder's store.
+    const built = [];
+    for (const target of buildTargets(config)) {
+      const result = await results.get(identity.name, identity.tag, target.platform ? target.key : undefined);
+      if (result) built.push({ target, result });
+    }
+    if (built.length === 0) {
       throw new UserError(`This project has no build of its current inputs (${identity.image}) to upload.`, 'run `nixdocker build` first');
     }
     const pipeline = await Pipeline.create(config, ctx.log, { plugins: false });
-    let runner: NixRunner | null = null;
     try {
-      runner = await pipeline.acquireRunner(identity, ctx.signal);
-      const r = await uploadBuild(pipeline, runner, result, { signal: ctx.signal, onLog: (l) => ctx.log.debug({ nix: true }, l) });
-      if (ctx.values.json) {
-        ctx.stdout.write(`${JSON.stringify({ reference: identity.image, ...r }, null, 2)}\n`);
-      } else {
-        ctx.stdout.write(`${identity.image}\n  uploaded to ${r.url}: ${r.uploaded} path(s), ${formatBytes(r.bytes)}; ${r.paths - r.uploaded} already there (${formatMs(r.ms)})\n`);
+      for (const { target, result } of built) {
+        let runner: NixRunner | null = null;
+        try {
+          runner = await pipeline.acquireRunner(identity, target, ctx.signal);
+          const r = await uploadBuild(pipeline, runner, result, { signal: ctx.signal, onLog: (l) => ctx.log.debug({ nix: true }, l) });
+          const platform = target.platform ? target.key : undefined;
+          if (ctx.values.json) {
+            ctx.stdout.write(`${JSON.stringify({ reference: identity.image, ...(platform ? { platform } : {}), ...r }, null, 2)}\n`);
+          } else {
+            ctx.stdout.write(`${identity.image}${platform ? ` (${platform})` : ''}\n  uploaded to ${r.url}: ${r.uploaded} path(s), ${formatBytes(r.bytes)}; ${r.paths - r.uploaded} already there (${formatMs(r.ms)})\n`);
+          }
+        } finally {
+          if (runner) await pipeline.releaseRunner(runner, target);
+        }
       }
       return 0;
     } finally {
-      if (runner) await pipeline.releaseRunner(runner);
       await pipeline.shutdown();
     }
   },

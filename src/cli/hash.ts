@@ -5,14 +5,18 @@ import { projectConfig } from './project.js';
 export const hashCommand: Command = {
   name: 'hash',
   summary: 'print the image reference REGISTRY/NAMESPACE/NAME:TAG of the current inputs',
-  usage: 'nixdocker hash [--json]\n\n  --json   print {"name","tag","image","inputs":[{path,role,sha256,size}]}',
+  usage:
+    'nixdocker hash [--json]\n\n  The platforms are not part of the tag: one tag names the index of every platform.\n' +
+    '  --json   print {"name","tag","image","platforms","inputs":[{path,role,sha256,size}]};\n' +
+    '           platforms: the "platforms" setting, or null (the builder\'s own)',
   options: { json: { type: 'boolean' } },
   async run(ctx) {
     const config = await projectConfig(ctx);
     const id = await computeIdentity(config, { signal: ctx.signal, keepContents: false });
     if (ctx.values.json) {
       const { name, tag, image, inputs } = id;
-      ctx.stdout.write(`${JSON.stringify({ name, tag, image, inputs }, null, 2)}\n`);
+      const platforms = config.platforms?.map((t) => t.name) ?? null;
+      ctx.stdout.write(`${JSON.stringify({ name, tag, image, platforms, inputs }, null, 2)}\n`);
     } else {
       ctx.stdout.write(`${id.image}\n`);
     }

@@ -1,7 +1,12 @@
 import type { Docker } from '../engine/engine.js';
-import { connectEngine } from '../engine/engine.js';
+import { connectEngine, enginePlatform } from '../engine/engine.js';
 import { pullImage } from '../engine/run.js';
-import { computeIdentity } from '../identity.js';
+import { formatPlatform, parsePlatform, samePlatform } from '../config/platform.js';
+import type { Config } from '../config/types.js';
+import { UserError } from '../errors.js';
+import { computeIdentity, repositoryPath, type Identity } from '../identity.js';
+import { platformList, readTag } from '../pipeline/platform-index.js';
+import { RegistryClient } from '../registry/index.js';
 import type { Command, CommandContext } from './command.js';
 import { projectConfig } from './project.js';
 import { StatusLine } from './status-line.js';
@@ -9,11 +14,14 @@ import { StatusLine } from './status-line.js';
 export const pullCommand: Command = {
   name: 'pull',
   summary: 'pull the image of the current inputs into the engine (`pull run ...` also runs it)',
-  usage: `nixdocker pull [run [RUN OPTIONS] [CMD...]]
+  usage: `nixdocker pull [--platform OS/ARCH] [run [RUN OPTIONS] [CMD...]]
 
-  Pulls REGISTRY/NAMESPACE/NAME:TAG (see \`nixdocker hash\`) through the engine.
+  Pulls REGISTRY/NAMESPACE/NAME:TAG (see \`nixdocker hash\`) through the engine, for
+  the engine's own platform or --platform (linux/arm64, say). A tag whose index
+  lacks that platform is not pulled: the message lists the platforms it has.
   \`nixdocker pull run ...\` is \`nixdocker run --pull always ...\`: it takes every
   option of \`run\` in the same places (\`nixdocker pull run -C DIR -p 8888:8888 CMD\`).`,
+  options: { platform: { type: 'string' } },
   passthrough: true,
   async run(ctx) {
     if (ctx.positionals.length > 0) {
@@ -21,19 +29,43 @@ export const pullCommand: Command = {
       return 2;
     }
     const config = await projectConfig(ctx);
-    const { image } = await computeIdentity(config, { signal: ctx.signal, keepContents: false });
-    await pullWithProgress(ctx, connectEngine(), image);
+    const identity = await computeIdentity(config, { signal: ctx.signal, keepContents: false });
+    await pullWithProgress(ctx, connectEngine(), config, identity, ctx.values.platform as string | undefined);
     return 0;
   },
 };
 
-/** Pulls through the engine with a live line on a terminal; logs the outcome. */
-export async function pullWithProgress(ctx: CommandContext, docker: Docker, image: string): Promise<void> {
+/**
+ * Pulls through the engine for `platform` (the engine's own by default) with a
+ * live line on a terminal; logs the outcome. Asks the registry first which
+ * platforms the tag's index holds, so that a missing one is a clear message
+ * instead of the engine taking another platform or a vague "not found".
+ */
+export async function pullWithProgress(ctx: CommandContext, docker: Docker, config: Config, id: Identity, platformOption?: string): Promise<string> {
+  const platform = platformOption ? parsePlatform(platformOption, '--platform') : await enginePlatform(docker);
+  const name = formatPlatform(platform);
+  const registry = new RegistryClient({ host: config.registry.host, insecure: config.registry.insecure, logger: ctx.log });
+  try {
+    // Advisory: a registry this process cannot read (the engine may reach it another way) leaves the answer to the engine.
+    const tag = await readTag(registry, repositoryPath(config, id.name), id.tag, ctx.signal).catch((err: unknown) => {
+      ctx.log.debug(`could not read ${id.image} from the registry before pulling: ${(err as Error).message}`);
+      return null;
+    });
+    if (tag?.digest && tag.platforms.length > 0 && !tag.platforms.some((p) => samePlatform(p.platform, platform))) {
+      throw new UserError(
+        `${id.image} holds ${platformList(tag.platforms)}, not ${name}${platformOption ? '' : " (the engine's platform)"}.`,
+        `add "${name}" to "platforms" in ${config.configFile ?? 'the config'} with a builder that can build it, then run \`nixdocker build\` (it builds only the platforms the tag lacks); or pass --platform ${formatPlatform(tag.platforms[0]!.platform)} to run an emulated one`,
+      );
+    }
+  } finally {
+    registry.close();
+  }
   const line = new StatusLine(process.stderr);
   try {
-    await pullImage(docker, image, (p) => line.set(`pulling ${image}: ${p.done}/${p.layers} layers`));
+    await pullImage(docker, id.image, (p) => line.set(`pulling ${id.image} (${name}): ${p.done}/${p.layers} layers`), { platform: name });
   } finally {
     line.clear();
   }
-  ctx.log.info(`pulled ${image}`);
+  ctx.log.info(`pulled ${id.image} for ${name}`);
+  return name;
 }

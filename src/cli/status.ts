@@ -27,8 +27,13 @@ export const statusCommand: Command = {
     const out = (t: string) => ctx.stdout.write(`${t}\n`);
     out(running ? `daemon   running (pid ${s.pid}) since ${s.startedAt}` : `daemon   not running (last seen ${s.updatedAt})`);
     out(`state    ${s.state}${s.building ? `: build ${s.building.buildId} ${s.building.phase ?? 'starting'} ${s.building.image}` : ''}`);
+    for (const [platform, phase] of Object.entries(s.building?.platforms ?? {})) out(`         ${platform}: ${phase}`);
     out(`inputs   ${s.current ?? 'not hashed yet'}`);
     out(`image    ${s.lastImage ? `${s.lastImage.image} (${s.lastImage.status} at ${s.lastImage.at})` : 'none yet'}`);
+    if (s.lastImage?.platforms) out(`         platforms ${s.lastImage.platforms.map((x) => `${x.platform} ${x.digest.slice(7, 19)}${x.built ? '' : ' (another writer)'}`).join(', ')}`);
+    for (const [platform, d] of Object.entries(s.lastPlatformDurations ?? {})) {
+      if (Object.keys(d).length > 0) out(`         ${platform}: ${Object.entries(d).map(([k, v]) => `${k} ${formatMs(v)}`).join(', ')}`);
+    }
     if (s.lastDurations) out(`phases   ${Object.entries(s.lastDurations).map(([k, v]) => `${k} ${formatMs(v)}`).join(', ')}`);
     if (s.lastNix) out(`nix      ${s.lastNix.built} derivation(s) built${s.lastNix.remote ? ` (${s.lastNix.remote} remotely)` : ''}, ${s.lastNix.fetched} path(s) fetched`);
     if (s.lastUpload) {

@@ -21,6 +21,7 @@ export const DEFAULTS: Omit<Config, 'projectDir' | 'configFile' | 'cacheDir'> & 
     sshKnownHostsFile: null,
   },
   image: { maxLayers: 100 },
+  platforms: null,
   watch: { debounceMs: 300, cancelSuperseded: true },
   plugins: ['push'],
   cacheDir: '.nixdocker',

@@ -7,7 +7,8 @@ import { formatJsonError } from '../util/json-syntax.js';
 import { configWhere, isWithin, resolveInside } from './containment.js';
 import { DEFAULTS } from './defaults.js';
 import { validate } from './schema.js';
-import type { Config, ConfigInput } from './types.js';
+import type { Config, ConfigInput, PlatformSpec, PlatformTarget } from './types.js';
+import { formatPlatform, parsePlatform, platformSlug } from './platform.js';
 
 export const MODULE_NAME = 'nixdocker';
 
@@ -90,11 +91,13 @@ export async function loadConfig(projectDir: string, opts: LoadOptions = {}): Pr
     registry,
     builder: hostPaths(root, { ...DEFAULTS.builder, ...withoutNulls(input.builder) }),
     image: { ...DEFAULTS.image, ...withoutNulls(input.image) },
+    platforms: null,
     watch: { ...DEFAULTS.watch, ...input.watch },
     plugins: input.plugins ?? DEFAULTS.plugins,
     cacheDir: checkCacheDir(root, input.cacheDir ?? DEFAULTS.cacheDir, where),
   };
 
+  config.platforms = input.platforms ? input.platforms.map((spec) => platformTarget(spec, config.builder, where)) : null;
   resolveInside(root, config.envDir, 'envDir', where, opts.skipFileChecks ? null : 'directory');
   config.userConfig.forEach((f, i) => resolveInside(root, f, `userConfig[${i}]`, where, opts.skipFileChecks ? null : 'file'));
   resolveInside(root, config.workdir, 'workdir', where, null);
@@ -158,6 +161,19 @@ function syntaxProblem(file: string | null, err: unknown): string {
   }
   const yamlPos = /\((\d+):(\d+)\)/.exec(String((err as Error)?.message ?? ''));
   return yamlPos ? `line ${yamlPos[1]}, column ${yamlPos[2]}: ${firstLine(err).replace(/\s*\(\d+:\d+\)\s*$/, '')}` : firstLine(err);
+}
+
+function platformTarget(spec: PlatformSpec, builder: Config['builder'], where: string): PlatformTarget {
+  const entry = typeof spec === 'string' ? { platform: spec } : spec;
+  const platform = parsePlatform(entry.platform, `"platforms" in ${where}`);
+  return {
+    name: formatPlatform(platform),
+    platform,
+    image: entry.image ?? builder.image,
+    // Per platform: a volume is seeded from its image's /nix, so two platforms never share one.
+    volume: entry.volume ?? `${builder.volume}-${platformSlug(platform).replace(/^linux-/, '')}`,
+    ...(entry.dockerHost ? { dockerHost: entry.dockerHost } : {}),
+  };
 }
 
 /** `null` marks an optional setting as unset (the example config shows them that way). */

@@ -3,6 +3,7 @@
  * validator reports every problem at once, each naming the key and what is
  * expected, so one run shows a user everything to fix.
  */
+import { formatPlatform, parsePlatform, platformProblem } from './platform.js';
 
 type Check = (value: unknown) => string | null; // null when valid, else what is expected
 
@@ -26,6 +27,29 @@ const stringArray = (nonEmpty: boolean): Check => (v) =>
     : `${nonEmpty ? 'a non-empty' : 'an'} array of strings`;
 const stringMap: Check = (v) => (isObject(v) && Object.values(v).every((x) => typeof x === 'string') ? null : 'an object of string values');
 const pattern = (re: RegExp, what: string): Check => (v) => (typeof v === 'string' && re.test(v) ? null : what);
+const platforms: Check = (v) => {
+  const what = 'a non-empty array of platforms like "linux/amd64", or {"platform": "linux/arm64", "image"?, "volume"?, "dockerHost"?} objects';
+  if (!Array.isArray(v) || v.length === 0) return what;
+  const seen = new Set<string>();
+  for (const entry of v) {
+    const name = typeof entry === 'string' ? entry : isObject(entry) ? entry.platform : undefined;
+    if (typeof name !== 'string') return what;
+    if (isObject(entry)) {
+      const extra = Object.keys(entry).filter((k) => !['platform', 'image', 'volume', 'dockerHost'].includes(k));
+      if (extra.length > 0) return `${what} (unknown key "${extra[0]}" in the entry for ${name})`;
+      for (const k of ['image', 'volume', 'dockerHost'] as const) {
+        if (entry[k] !== undefined && (typeof entry[k] !== 'string' || entry[k] === '')) return `${what} ("${k}" of ${name} must be a non-empty string)`;
+      }
+      if (typeof entry.volume === 'string' && !VOLUME.test(entry.volume)) return `${what} ("volume" of ${name} must be a volume name of letters, digits, "_", "." and "-")`;
+    }
+    const problem = platformProblem(name);
+    if (problem) return `${what}; ${problem}`;
+    const key = formatPlatform(parsePlatform(name, 'platforms'));
+    if (seen.has(key)) return `${what}; ${name} is listed twice`;
+    seen.add(key);
+  }
+  return null;
+};
 const plugins: Check = (v) => {
   const entry = (x: unknown) =>
     (typeof x === 'string' && x.length > 0) || (Array.isArray(x) && x.length === 2 && typeof x[0] === 'string' && isObject(x[1]));
@@ -102,6 +126,7 @@ export const SCHEMA: Record<string, KeySpec> = {
   'image.env': { check: stringMap, doc: 'extra environment variables of the image', optional: true },
   'image.workingDir': { check: pattern(/^\//, 'an absolute path inside the image'), doc: 'working directory inside the image', optional: true },
   'image.user': { check: string, doc: 'user the image runs as', optional: true },
+  platforms: { check: platforms, doc: 'platforms the tag\'s image index holds, each built by its own builder; default: the builder\'s own (the engine\'s native platform)', optional: true },
   'watch.debounceMs': { check: intRange(0, 60_000), doc: 'quiet time after the last change before a build starts' },
   'watch.cancelSuperseded': { check: boolean, doc: 'cancel a running build when newer inputs arrive' },
   plugins: { check: plugins, doc: 'plugins to load: built-in names, npm packages or ./relative paths' },

@@ -1,3 +1,5 @@
+import type { Platform } from './platform.js';
+
 /** A plugin entry as written in the config: a name, or a name with options. */
 export type PluginSpec = string | [string, Record<string, unknown>];
 
@@ -17,6 +19,26 @@ export interface BinaryCacheSettings {
   /** Absolute path on the host; read only when uploading, never copied into the builder. */
   secretKeyFile: string;
 }
+
+/**
+ * One platform to build for, with the builder that builds it: its own store
+ * volume (a volume is seeded from its image's /nix, so two platforms never
+ * share one), and optionally its own image and engine.
+ */
+export interface PlatformTarget {
+  /** "linux/arm64": the form users write and read. */
+  name: string;
+  platform: Platform;
+  /** builder.image unless the entry names its own; the engine starts it for this platform. */
+  image: string;
+  /** `<builder.volume>-<arch>` unless the entry names its own. */
+  volume: string;
+  /** An engine of its own (a native machine, `ssh://arm-box`); unset: DOCKER_HOST. */
+  dockerHost?: string;
+}
+
+/** A `platforms` entry as written: a name, or a name with its own builder settings. */
+export type PlatformSpec = string | { platform: string; image?: string; volume?: string; dockerHost?: string };
 
 /** The normalised configuration every module below the CLI works with. */
 export interface Config {
@@ -51,6 +73,12 @@ export interface Config {
     sshKnownHostsFile: string | null;
   };
   image: ImageSettings;
+  /**
+   * The platforms the tag's index must hold, each with its builder; null when
+   * unset: then the configured builder's own platform (the engine's native one
+   * for an ordinary builder image) is the one platform.
+   */
+  platforms: PlatformTarget[] | null;
   watch: {
     debounceMs: number;
     cancelSuperseded: boolean;
@@ -62,7 +90,7 @@ export interface Config {
 
 /** What a config file may contain: every key optional. */
 export type ConfigInput = {
-  [K in keyof Omit<Config, 'projectDir' | 'configFile' | 'cacheDir'>]?: Config[K] extends object
+  [K in keyof Omit<Config, 'projectDir' | 'configFile' | 'cacheDir' | 'platforms'>]?: Config[K] extends object
     ? Config[K] extends unknown[] ? Config[K] : Partial<Config[K]>
     : Config[K];
-} & { cacheDir?: string };
+} & { cacheDir?: string; platforms?: PlatformSpec[] };

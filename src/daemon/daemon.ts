@@ -50,10 +50,12 @@ export class Daemon {
       const p = this.pipeline;
       // Builds follow one another: keep the builder container between them.
       p.keepWarm = true;
-      p.hooks.buildPhase.tap('daemon', (buildId, phase) => {
-        this.opts.onPhase?.(`build ${buildId}: ${phase}…`);
+      p.hooks.buildPhase.tap('daemon', (buildId, phase, platform) => {
+        this.opts.onPhase?.(`build ${buildId}: ${platform ? `${platform} ` : ''}${phase}…`);
         void this.status.update((s) => {
-          if (s.building?.buildId === buildId) s.building.phase = phase;
+          if (s.building?.buildId !== buildId) return;
+          if (platform) s.building.platforms = { ...s.building.platforms, [platform]: phase };
+          else s.building.phase = phase;
         });
       });
       p.hooks.buildLog.tap('daemon', (buildId, line) => this.log.debug({ buildId, nix: true }, line));
@@ -137,7 +139,7 @@ export class Daemon {
         `image ready: ${d.image}`,
       );
       await this.status.update((s) => {
-        s.lastImage = { image: d.image, digest: d.digest, at, status: 'built' };
+        s.lastImage = { image: d.image, digest: d.digest, at, status: 'built', platforms: d.platforms };
         s.lastDurations = d.durations;
         const r = outcome.result;
         if (!outcome.nixCached) s.lastNix = { built: r.built.length, fetched: r.fetched?.length ?? 0, remote: r.builtRemotely?.length ?? 0 };
@@ -147,6 +149,7 @@ export class Daemon {
             ? { url: up.url, ok: true, uploaded: up.uploaded, bytes: up.bytes, message: null, at }
             : { url: up.url, ok: false, uploaded: 0, bytes: 0, message: up.message, at };
         }
+        s.lastPlatformDurations = Object.fromEntries(outcome.builds.map((b) => [b.platform, b.durations]));
         s.lastError = null;
       });
     } else if (outcome.status === 'up-to-date') {

@@ -13,9 +13,18 @@ export interface DaemonStatus {
   state: SchedulerState;
   /** The identity of the newest inputs seen. */
   current: string | null;
-  building: { buildId: number; image: string; phase: string | null; startedAt: string } | null;
-  /** The last image that was ready (built now or found up to date). */
-  lastImage: { image: string; digest: string | null; at: string; status: 'built' | 'up-to-date' } | null;
+  building: {
+    buildId: number;
+    image: string;
+    phase: string | null;
+    startedAt: string;
+    /** Each platform's own phase (evaluate to assemble), when `platforms` is set. */
+    platforms?: Record<string, string>;
+  } | null;
+  /** The last image that was ready (built now or found up to date); `platforms` as its index holds them. */
+  lastImage: { image: string; digest: string | null; at: string; status: 'built' | 'up-to-date'; platforms?: { platform: string; digest: string; built: boolean }[] } | null;
+  /** Milliseconds per phase of each platform of the last build. */
+  lastPlatformDurations?: Record<string, Record<string, number>> | null;
   lastDurations: Record<string, number> | null;
   /** What Nix did in the last build that ran it: derivations built, paths fetched from substituters. */
   lastNix: { built: number; fetched: number; remote: number } | null;

@@ -1,6 +1,7 @@
 import type Docker from 'dockerode';
 import { lazy } from '../util/lazy.js';
 import { UserError } from '../errors.js';
+import { platformOfEngine, type Platform } from '../config/platform.js';
 
 export type { Docker };
 
@@ -15,11 +16,29 @@ export function engineAddress(env: NodeJS.ProcessEnv = process.env): string {
  * A dockerode client for the engine DOCKER_HOST names (a unix socket, tcp or
  * ssh; podman's Docker-compatible socket works the same). Nothing is sent yet.
  */
-export function connectEngine(): Docker {
+export function connectEngine(host?: string): Docker {
   try {
-    return new (dockerode())();
+    return new (dockerode())(host ? engineOptions(host) : undefined);
   } catch (err) {
-    throw new UserError(`DOCKER_HOST=${process.env.DOCKER_HOST} is not a valid engine address: ${(err as Error).message}`, 'use unix:///path/to.sock, tcp://host:port or ssh://user@host');
+    throw new UserError(`${host ? `The engine address ${host}` : `DOCKER_HOST=${process.env.DOCKER_HOST}`} is not a valid engine address: ${(err as Error).message}`, 'use unix:///path/to.sock, tcp://host:port or ssh://user@host');
+  }
+}
+
+/** dockerode options for a DOCKER_HOST-style address (a platform's own engine). */
+function engineOptions(host: string): Docker.DockerOptions {
+  const url = new URL(host);
+  switch (url.protocol) {
+    case 'unix:':
+      return { socketPath: url.pathname };
+    case 'tcp:':
+    case 'http:':
+      return { protocol: 'http', host: url.hostname, port: Number(url.port || 2375) };
+    case 'https:':
+      return { protocol: 'https', host: url.hostname, port: Number(url.port || 2376) };
+    case 'ssh:':
+      return { protocol: 'ssh', host: url.hostname, port: Number(url.port || 22), username: url.username || undefined };
+    default:
+      throw new Error(`unknown scheme ${url.protocol}`);
   }
 }
 
@@ -66,3 +85,33 @@ export async function hasImage(docker: Docker, image: string): Promise<boolean> 
 
 /** Labels that mark what nixdocker created, so status and cleanup can find it. */
 export const LABEL_ROLE = 'org.nixdocker.role';
+
+/**
+ * The engine's native platform, from `/version` (Os, Arch): the platform
+ * `pull` and `run` ask for, and the default one to build. Engines name
+ * architectures their own way (podman amd64, dockerd's /info x86_64).
+ */
+export async function enginePlatform(docker: Docker): Promise<Platform> {
+  let v: { Os?: string; Arch?: string };
+  try {
+    v = await docker.version();
+  } catch (err) {
+    if (isConnectionError(err)) throw engineUnreachable(err);
+    throw err;
+  }
+  if (!v.Arch) throw new Error(`the engine at ${engineAddress()} did not say its architecture in /version`);
+  return platformOfEngine(v.Os, v.Arch);
+}
+
+/** The platform of an image in the engine, or null when the engine lacks it. */
+export async function imagePlatform(docker: Docker, image: string): Promise<Platform | null> {
+  try {
+    const info = (await docker.getImage(image).inspect()) as { Os?: string; Architecture?: string; Variant?: string };
+    const p = platformOfEngine(info.Os, info.Architecture ?? '');
+    return info.Variant && !p.variant ? { ...p, variant: info.Variant } : p;
+  } catch (err) {
+    if (isConnectionError(err)) throw engineUnreachable(err);
+    if (isNotFound(err)) return null;
+    throw err;
+  }
+}

@@ -33,6 +33,8 @@ export interface RunSpec {
   publish?: PublishedPort[];
   /** The container's name (`--name`); the engine picks one when unset. */
   name?: string;
+  /** "linux/arm64": the platform to run the image as (POST /containers/create?platform=). */
+  platform?: string;
   labels?: Record<string, string>;
   signal?: AbortSignal;
   stdin?: NodeJS.ReadStream;
@@ -57,6 +59,8 @@ export async function runContainer(docker: Docker, spec: RunSpec): Promise<numbe
     const ports = portBindings(spec.publish ?? []);
     container = await docker.createContainer({
       name: spec.name,
+      // dockerode sends every option as a query parameter too, which is where the API reads platform.
+      ...(spec.platform ? { platform: spec.platform } : {}),
       Image: spec.image,
       Cmd: spec.cmd.length > 0 ? spec.cmd : undefined,
       Tty: spec.interactive,
@@ -191,10 +195,12 @@ export async function pullImage(
   docker: Docker,
   image: string,
   onProgress?: (p: { layers: number; done: number; status: string }) => void,
+  opts: { platform?: string } = {},
 ): Promise<void> {
   let stream: NodeJS.ReadableStream;
   try {
-    stream = await docker.pull(image);
+    // From an index the engine takes `platform` ("linux/arm64"), else its own.
+    stream = await docker.pull(image, opts.platform ? { platform: opts.platform } : {});
   } catch (err) {
     if (isConnectionError(err)) throw engineUnreachable(err);
     throw pullError(image, err);

@@ -117,3 +117,25 @@ export function imageManifest(config: Descriptor, layers: readonly Descriptor[])
     }),
   );
 }
+
+/** One platform's manifest in an image index. */
+export interface IndexEntry extends Descriptor {
+  platform: Platform;
+}
+
+/**
+ * The OCI image index, canonical JSON, entries sorted by platform so that the
+ * same platforms give the same bytes whoever writes it.
+ */
+export function imageIndex(entries: readonly IndexEntry[]): Buffer {
+  const key = (e: IndexEntry) => [e.platform.os, e.platform.architecture, e.platform.variant ?? ''].join('/');
+  return Buffer.from(
+    canonicalJson({
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPE.index,
+      manifests: [...entries]
+        .sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0))
+        .map((e) => ({ mediaType: MEDIA_TYPE.manifest, digest: e.digest, size: e.size, platform: e.platform })),
+    }),
+  );
+}

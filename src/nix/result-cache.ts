@@ -9,17 +9,18 @@ import type { BuildResult } from './types.js';
 export class ResultCache {
   constructor(private readonly cacheDir: string) {}
 
-  private file(name: string, tag: string): string {
-    return path.join(this.cacheDir, 'results', name, `${tag}.json`);
+  /** `key` tells the platforms of one identity apart ("linux/arm64"); none for the builder's own. */
+  private file(name: string, tag: string, key?: string): string {
+    return path.join(this.cacheDir, 'results', name, `${tag}${key ? `@${key.replace(/[^A-Za-z0-9.-]/g, '-')}` : ''}.json`);
   }
 
-  async get(name: string, tag: string): Promise<BuildResult | null> {
-    const r = await readJson<BuildResult>(this.file(name, tag));
+  async get(name: string, tag: string, key?: string): Promise<BuildResult | null> {
+    const r = await readJson<BuildResult>(this.file(name, tag, key));
     // A result from before results carried their system is not trusted to say what it holds.
     return r && r.name === name && r.tag === tag && typeof r.system === 'string' ? r : null;
   }
 
-  async put(result: BuildResult): Promise<void> {
-    await writeJson(this.file(result.name, result.tag), result);
+  async put(result: BuildResult, key?: string): Promise<void> {
+    await writeJson(this.file(result.name, result.tag, key), result);
   }
 }

@@ -4,7 +4,8 @@ import { ContainerRunner } from '../builder/container-runner.js';
 import type { NixProgress } from '../nix/commands.js';
 import type { NixRunner } from '../builder/runner.js';
 import type { BuildResult } from '../nix/types.js';
-import { hasImage } from '../engine/engine.js';
+import { enginePlatform, hasImage } from '../engine/engine.js';
+import { formatPlatform, nixSystemOf, platformOfNixSystem } from '../config/platform.js';
 import { loadArchive } from '../engine/load.js';
 import { isUserError, UserError } from '../errors.js';
 import type { BuildTrigger, Destination, ImageDescription, PushReport } from '../hooks.js';
@@ -18,6 +19,8 @@ import { uploadBuild } from './cache-upload.js';
 import type { UploadReport } from '../nix/binary-cache.js';
 import type { FailedPhase, Pipeline } from './pipeline.js';
 import { pushStep } from './push-step.js';
+import { missingPlatforms, readTag } from './platform-index.js';
+import { buildTargets, checkBuiltSystem, engineTargets, expectedPlatform, type BuildTarget } from './targets.js';
 
 export interface BuildRequest {
   /** Increasing per process; only the newest build may announce imageReady. */
@@ -41,7 +44,11 @@ export type BuildOutcome =
       status: 'built';
       identity: Identity;
       image: ImageDescription;
+      /** Every platform built, in config order. */
+      builds: PlatformBuild[];
+      /** The first platform's image and Nix result (the only one without `platforms`). */
       assembled: AssembledImage;
+      /** True when no platform ran Nix (every result was remembered). */
       nixCached: boolean;
       result: BuildResult;
       push: PushReport | null;
@@ -51,20 +58,38 @@ export type BuildOutcome =
 
 export type UploadOutcome = ({ ok: true } & UploadReport) | { ok: false; url: string; message: string };
 
+/** One platform's part of a build. */
+export interface PlatformBuild {
+  target: BuildTarget;
+  /** "linux/arm64": what Nix built for. */
+  platform: string;
+  result: BuildResult;
+  assembled: AssembledImage;
+  nixCached: boolean;
+  /** Milliseconds of this platform's phases (evaluate, build, closure when Nix ran; assemble). */
+  durations: Record<string, number>;
+  /** Its builder, kept for the upload to builder.cache after imageReady; released by buildImage. */
+  runner?: NixRunner;
+}
+
 /**
  * One build, start to end: identity → destinations → registry (or engine)
- * check → Nix → image assembly → push and/or load → imageReady. Fires the
- * hooks in that order; a failure fires buildFailed and is rethrown, leaving
- * the last good image as it was (nothing is tagged before the manifest).
+ * check → Nix and image assembly for each platform the tag lacks, all at
+ * once, each in its own builder → push (each platform's manifest, then the
+ * index) and/or load → imageReady. Fires the hooks in that order; a failure
+ * of any platform cancels the others, fires buildFailed naming it and is
+ * rethrown, leaving the tag as it was (nothing is tagged before every
+ * platform is built).
  */
 export async function buildImage(p: Pipeline, req: BuildRequest): Promise<BuildOutcome> {
-  const { hooks, config, log } = p;
+  const { hooks, config } = p;
   const durations: Record<string, number> = {};
   let phase: FailedPhase | null = 'hash';
+  let failedPlatform: string | null = null;
   let identity: Identity | null = null;
   const timed = async <T>(name: FailedPhase, fn: () => Promise<T>): Promise<T> => {
     phase = name;
-    hooks.buildPhase.call(req.buildId, name);
+    hooks.buildPhase.call(req.buildId, name, null);
     const t0 = performance.now();
     try {
       return await fn();
@@ -72,67 +97,68 @@ export async function buildImage(p: Pipeline, req: BuildRequest): Promise<BuildO
       durations[name] = Math.round(performance.now() - t0);
     }
   };
-  let runner: NixRunner | null = null;
+  // One failing platform stops the others: their builders are killed through this signal.
+  const local = new AbortController();
+  /** Builders kept for the cache upload, released at the end whatever happens. */
+  const held: PlatformBuild[] = [];
+  const signal = req.signal ? AbortSignal.any([req.signal, local.signal]) : local.signal;
 
   try {
     identity = await timed('hash', async () => hooks.identity.promise(req.identity ?? (await computeIdentity(config, { signal: req.signal }))));
     const id = identity;
     const destinations = req.load ? (['engine'] as Destination[]) : await chooseDestinations(p, id);
+    const all = buildTargets(config);
+    // The engine takes one platform: its own. A registry takes every platform configured.
+    let targets = destinations.includes('registry') ? all : await engineTargets(p, all);
+    const repo = repositoryPath(config, id.name);
     if (!req.force) {
-      const has = (d: Destination) =>
-        d === 'engine' ? hasImage(p.engine(), id.image) : p.registryClient().getManifestDigest(repositoryPath(config, id.name), id.tag, { signal: req.signal }).then(Boolean);
-      const exists = await timed('registryCheck', async () => {
-        for (const d of destinations) if (!(await has(d))) return false;
-        return true;
+      const missing = await timed('registryCheck', async () => {
+        const want = await Promise.all(targets.map((t) => expectedPlatform(p, t)));
+        let lacking: BuildTarget[] = [];
+        if (destinations.includes('registry')) {
+          // The skip check stays one request: GET the tag, read its index's platforms.
+          const absent = missingPlatforms(await readTag(p.registryClient(), repo, id.tag, req.signal), want);
+          lacking = targets.filter((_, i) => absent.includes(want[i]!));
+        }
+        // The engine holds one platform, its own: lacking the image, it lacks every target asked of it.
+        if (destinations.includes('engine') && lacking.length < targets.length && !(await hasImage(p.engine(), id.image))) lacking = targets;
+        return lacking;
       });
-      if (exists) return { status: 'up-to-date', identity: id, where: destinations, durations };
+      if (missing.length === 0) return { status: 'up-to-date', identity: id, where: destinations, durations };
+      targets = missing;
     }
     const changed = req.changed ?? (await p.changedSinceLast(id));
     const trigger: BuildTrigger = { buildId: req.buildId, identity: id, changed, force: Boolean(req.force) };
     const veto = await hooks.beforeBuild.promise(trigger);
     if (veto) return { status: 'skipped', identity: id, reason: veto.reason };
 
-    const open = async () => (runner ??= await p.acquireRunner(id, req.signal));
-    const nix = await nixStep(config, id, {
-      open,
-      log,
-      signal: req.signal,
-      force: req.force,
-      onLog: (line) => hooks.buildLog.call(req.buildId, line),
-      onPhase: (ph) => {
-        phase = ph;
-        hooks.buildPhase.call(req.buildId, ph);
-      },
-      onProgress: req.onProgress,
-      nixArgs: p.nixSettings().args,
-      nixEnv: (root) => p.nixSettings().env(root),
-    });
-    Object.assign(durations, nix.cached ? {} : nix.result.phases);
-
-    // A remembered Nix result needs the builder only if a layer is not cached: open it on first read.
-    const reader = new ListingCache(
-      new LazyReader(async () => readerFor(await open(), config.cacheDir)),
-      config.cacheDir,
+    const builds = await Promise.all(
+      targets.map((target) =>
+        buildPlatform(p, id, target, { ...req, signal }).then((b) => (b.runner && held.push(b), b)).catch((err) => {
+          if (!signal.aborted) {
+            failedPlatform ??= targets.length > 1 || target.platform ? target.key : null;
+            phase = (err as { phase?: FailedPhase }).phase ?? phase;
+            local.abort(err);
+          }
+          throw err;
+        }),
+      ),
     );
-    const assembled = await timed('assemble', () =>
-      assembleImage({ result: nix.result, settings: config.image, reader, cacheDir: config.cacheDir, signal: req.signal, log }),
-    );
-    await reader.save();
-    // The upload to the binary cache reads the store after the image is ready: keep the builder for it.
-    const uploads = config.builder.cache !== null && !nix.cached;
-    if (runner && !uploads) {
-      await p.releaseRunner(runner);
-      runner = null;
+    // Platforms run side by side: a phase took as long as its slowest platform.
+    for (const b of builds) {
+      for (const [k, v] of Object.entries(b.durations)) durations[k] = Math.max(durations[k] ?? 0, v);
     }
 
+    const first = builds[0]!;
     const desc: ImageDescription = {
       buildId: req.buildId,
       name: id.name,
       tag: id.tag,
       image: id.image,
-      digest: assembled.manifestDigest,
-      layers: assembled.layers.map((l) => ({ digest: l.digest, size: l.size, kind: l.kind === 'customisation' ? 'custom' : l.kind })),
-      size: assembled.layers.reduce((s, l) => s + l.size, 0),
+      digest: first.assembled.manifestDigest,
+      platforms: builds.map((b) => ({ platform: b.platform, digest: b.assembled.manifestDigest, built: true })),
+      layers: first.assembled.layers.map((l) => ({ digest: l.digest, size: l.size, kind: l.kind === 'customisation' ? 'custom' : l.kind })),
+      size: builds.reduce((s, b) => s + b.assembled.layers.reduce((t, l) => t + l.size, 0), 0),
       durations,
       changed,
       // Filled in as each destination is reached: nothing is announced that did not happen.
@@ -142,29 +168,118 @@ export async function buildImage(p: Pipeline, req: BuildRequest): Promise<BuildO
     let push: PushReport | null = null;
     if (destinations.includes('registry')) {
       phase = 'push';
-      push = await pushStep(p, desc, assembled, { signal: req.signal, phase: timed });
+      push = await pushStep(p, desc, builds, { signal, phase: timed });
     }
     if (destinations.includes('engine')) {
-      await timed('load', () => loadArchive(p.engine(), dockerArchiveStream(assembled, [id.image]), id.image, req.signal));
+      const native = await engineBuild(p, builds);
+      await timed('load', () => loadArchive(p.engine(), dockerArchiveStream(native.assembled, [id.image]), id.image, signal));
       desc.destinations.push('engine');
     }
-    req.signal?.throwIfAborted();
+    signal.throwIfAborted();
     await p.rememberInputs(id);
     phase = null;
     await hooks.imageReady.promise(desc);
-    const upload = uploads && runner ? await uploadAfterBuild(p, runner, nix.result, req, durations) : undefined;
-    return { status: 'built', identity: id, image: desc, assembled, nixCached: nix.cached, result: nix.result, push, upload };
+    // The upload to the binary cache reads each builder's store after the image is ready.
+    let upload: UploadOutcome | undefined;
+    for (const b of builds) {
+      if (!b.runner) continue;
+      const one = await uploadAfterBuild(p, b.runner, b.result, req, durations);
+      upload = !upload ? one : upload.ok && one.ok ? { ...upload, paths: upload.paths + one.paths, uploaded: upload.uploaded + one.uploaded, bytes: upload.bytes + one.bytes } : upload.ok ? one : upload;
+    }
+    return {
+      status: 'built',
+      identity: id,
+      image: desc,
+      builds,
+      assembled: first.assembled,
+      nixCached: builds.every((b) => b.nixCached),
+      result: first.result,
+      push,
+      upload,
+    };
   } catch (err) {
     // Whatever a cancelled build throws on its way out (a killed Nix, a dropped stream), it was cancelled.
     const cancelled = Boolean(req.signal?.aborted);
+    const cause = local.signal.aborted ? local.signal.reason : err;
     if (!cancelled) {
-      const message = isUserError(err) ? err.format() : (err as Error)?.message ?? String(err);
-      await hooks.buildFailed.promise({ buildId: req.buildId, identity, message, error: err, phase });
+      const text = isUserError(cause) ? cause.format() : (cause as Error)?.message ?? String(cause);
+      const message = failedPlatform ? `${failedPlatform}: ${text}` : text;
+      await hooks.buildFailed.promise({ buildId: req.buildId, identity, message, error: cause, phase, platform: failedPlatform });
     }
-    throw cancelled ? req.signal!.reason ?? err : err;
+    throw cancelled ? req.signal!.reason ?? err : cause;
   } finally {
-    if (runner) await p.releaseRunner(runner);
+    for (const b of held) await p.releaseRunner(b.runner!, b.target);
   }
+}
+
+/**
+ * Nix and assembly for one platform, in its own builder: its phases fire
+ * buildPhase with the platform's name. A failure carries its phase.
+ */
+async function buildPlatform(
+  p: Pipeline,
+  id: Identity,
+  target: BuildTarget,
+  req: BuildRequest & { signal: AbortSignal },
+): Promise<PlatformBuild> {
+  const { hooks, config, log } = p;
+  const platformName = target.platform ? target.key : null;
+  const durations: Record<string, number> = {};
+  let phase: FailedPhase = 'evaluate';
+  let runner: NixRunner | null = null;
+  const open = async () => (runner ??= await p.acquireRunner(id, target, req.signal));
+  try {
+    const expected = target.platform ? nixSystemOf(target.platform) : undefined;
+    const nix = await nixStep(config, id, {
+      open,
+      log,
+      signal: req.signal,
+      force: req.force,
+      cacheKey: target.platform ? target.key : undefined,
+      system: expected,
+      onLog: (line) => hooks.buildLog.call(req.buildId, line),
+      onPhase: (ph) => {
+        phase = ph;
+        hooks.buildPhase.call(req.buildId, ph, platformName);
+      },
+      onProgress: req.onProgress,
+      nixArgs: p.nixSettings().args,
+      nixEnv: (root) => p.nixSettings().env(root),
+    });
+    Object.assign(durations, nix.cached ? {} : nix.result.phases);
+    await checkBuiltSystem(p, target, nix.result.system);
+
+    // A remembered Nix result needs the builder only if a layer is not cached: open it on first read.
+    const reader = new ListingCache(
+      new LazyReader(async () => readerFor(await open(), config.cacheDir)),
+      config.cacheDir,
+    );
+    phase = 'assemble';
+    hooks.buildPhase.call(req.buildId, 'assemble', platformName);
+    const t0 = performance.now();
+    const assembled = await assembleImage({ result: nix.result, settings: config.image, reader, cacheDir: config.cacheDir, signal: req.signal, log });
+    durations.assemble = Math.round(performance.now() - t0);
+    await reader.save();
+    const platform = formatPlatform(platformOfNixSystem(nix.result.system));
+    // The upload to the binary cache reads the store after the image is ready: keep the builder for it.
+    const keep = config.builder.cache !== null && !nix.cached ? runner : null;
+    if (keep) runner = null;
+    return { target, platform, result: nix.result, assembled, nixCached: nix.cached, durations, ...(keep ? { runner: keep } : {}) };
+  } catch (err) {
+    if (err !== null && typeof err === 'object' && !('phase' in err)) Object.assign(err, { phase });
+    throw err;
+  } finally {
+    if (runner) await p.releaseRunner(runner, target);
+  }
+}
+
+/** The build the engine can run: its own platform's. */
+async function engineBuild(p: Pipeline, builds: PlatformBuild[]): Promise<PlatformBuild> {
+  if (builds.length === 1) return builds[0]!;
+  const native = formatPlatform(await enginePlatform(p.engine()));
+  const mine = builds.find((b) => b.platform === native);
+  if (!mine) throw new UserError(`None of the platforms built (${builds.map((b) => b.platform).join(', ')}) is the engine's own (${native}).`, `add "${native}" to "platforms"`);
+  return mine;
 }
 
 /**
@@ -190,7 +305,7 @@ async function chooseDestinations(p: Pipeline, id: Identity): Promise<Destinatio
  */
 async function uploadAfterBuild(p: Pipeline, runner: NixRunner, result: BuildResult, req: BuildRequest, durations: Record<string, number>): Promise<UploadOutcome> {
   const url = p.config.builder.cache!.url;
-  p.hooks.buildPhase.call(req.buildId, 'cacheUpload');
+  p.hooks.buildPhase.call(req.buildId, 'cacheUpload', null);
   const t0 = performance.now();
   try {
     const report = await uploadBuild(p, runner, result, { signal: req.signal, onLog: (line) => p.hooks.buildLog.call(req.buildId, line) });

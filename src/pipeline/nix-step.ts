@@ -21,16 +21,23 @@ export interface NixStepResult {
 export async function nixStep(
   config: Config,
   identity: Identity,
-  opts: NixBuildOptions & { force?: boolean; open: () => Promise<NixRunner> },
+  opts: NixBuildOptions & {
+    force?: boolean;
+    open: () => Promise<NixRunner>;
+    /** The result cache's key of the platform ("linux/arm64"); none for the builder's own platform. */
+    cacheKey?: string;
+    /** A remembered result for another system does not count (the builder changed). */
+    system?: string;
+  },
 ): Promise<NixStepResult> {
   const cache = new ResultCache(config.cacheDir);
   if (!opts.force) {
-    const hit = await cache.get(identity.name, identity.tag);
-    if (hit) return { result: hit, cached: true, runner: null };
+    const hit = await cache.get(identity.name, identity.tag, opts.cacheKey);
+    if (hit && (!opts.system || hit.system === opts.system)) return { result: hit, cached: true, runner: null };
   }
   // The caller owns the runner (open() records it) and releases it, also on failure.
   const runner = await opts.open();
   const result = await buildEnvironment(runner, config, identity, opts);
-  await cache.put(result);
+  await cache.put(result, opts.cacheKey);
   return { result, cached: false, runner };
 }

@@ -18,6 +18,7 @@ import type { Identity, InputFile } from '../identity.js';
 import type { Logger } from '../log.js';
 import { readJson, writeJson } from '../util/json-file.js';
 import { loadPlugins } from '../plugin-loader.js';
+import type { BuildTarget } from './targets.js';
 import { RegistryClient } from '../registry/index.js';
 import { nixBuildSettings, type NixBuildSettings } from './nix-settings.js';
 
@@ -32,8 +33,11 @@ export class Pipeline {
   private registry: RegistryClient | null = null;
   /** The daemon keeps one builder container between builds (see ContainerRunner.stage). */
   keepWarm = false;
-  private warm: ContainerRunner | null = null;
   private settings: NixBuildSettings | null = null;
+  /** One warm builder container per build target (platform). */
+  private readonly warm = new Map<string, ContainerRunner>();
+  /** Engines of platforms that name their own (`dockerHost`). */
+  private readonly engines = new Map<string, Docker>();
 
   private constructor(
     readonly config: Config,
@@ -73,6 +77,14 @@ export class Pipeline {
   engine(): Docker {
     this.docker ??= connectEngine();
     return this.docker;
+  }
+
+  /** The engine a build target's builder runs in: its own `dockerHost`, else DOCKER_HOST's. */
+  engineFor(target: { dockerHost?: string }): Docker {
+    if (!target.dockerHost) return this.engine();
+    let docker = this.engines.get(target.dockerHost);
+    if (!docker) this.engines.set(target.dockerHost, (docker = connectEngine(target.dockerHost)));
+    return docker;
   }
 
   registryClient(): RegistryClient {
@@ -147,11 +159,11 @@ export class Pipeline {
     return this.settings;
   }
 
-  /** A runner with the identity's inputs staged: the warm one when there is one, else a new one. */
-  async acquireRunner(identity: Identity, signal?: AbortSignal): Promise<NixRunner> {
+  /** A runner for `target` with the identity's inputs staged: its warm one when there is one, else a new one. */
+  async acquireRunner(identity: Identity, target: BuildTarget, signal?: AbortSignal): Promise<NixRunner> {
     const files = [...(await stageInputs(identity)), ...this.nixSettings().files];
-    const warm = this.warm;
-    this.warm = null;
+    const warm = this.warm.get(target.key);
+    this.warm.delete(target.key);
     if (warm?.usable) {
       try {
         await warm.stage(files, signal);
@@ -161,23 +173,24 @@ export class Pipeline {
         if (signal?.aborted) throw err;
       }
     }
-    const docker = this.config.builder.mode === 'container' ? this.engine() : null;
-    return openRunner(this.config, files, docker, signal);
+    const docker = this.config.builder.mode === 'container' ? this.engineFor(target) : null;
+    return openRunner(this.config, target.builder, files, docker, signal);
   }
 
-  /** Keeps a usable container runner warm for the next build (daemon only); closes anything else. */
-  async releaseRunner(runner: NixRunner): Promise<void> {
-    if (this.keepWarm && runner instanceof ContainerRunner && runner.usable && !this.warm) {
-      this.warm = runner;
+  /** Keeps a usable container runner warm for the target's next build (daemon only); closes anything else. */
+  async releaseRunner(runner: NixRunner, target: BuildTarget): Promise<void> {
+    if (this.keepWarm && runner instanceof ContainerRunner && runner.usable && !this.warm.has(target.key)) {
+      this.warm.set(target.key, runner);
       return;
     }
-    if (runner !== this.warm) await runner.close();
+    if (runner !== this.warm.get(target.key)) await runner.close();
   }
 
   async shutdown(): Promise<void> {
     await this.hooks.shutdown.promise();
-    await this.warm?.close();
-    this.warm = null;
+    const warm = [...this.warm.values()];
+    this.warm.clear();
+    await Promise.allSettled(warm.map((r) => r.close()));
   }
 }
 

@@ -62,6 +62,7 @@ export function imageDescription(over: Partial<ImageDescription> = {}): ImageDes
     tag,
     image: `127.0.0.1:5000/nixdocker/${name}:${tag}`,
     digest: 'sha256:5d41402abc4b2a76b9719d911017c592ae2b7b3c4e1f8a5d9c0b6e2f7a1d3c48',
+    platforms: [{ platform: 'linux/amd64', digest: 'sha256:5d41402abc4b2a76b9719d911017c592ae2b7b3c4e1f8a5d9c0b6e2f7a1d3c48', built: true }],
     layers: [
       { digest: 'sha256:1111111111111111111111111111111111111111111111111111111111111111', size: 48_213_004, kind: 'base' },
       { digest: 'sha256:2222222222222222222222222222222222222222222222222222222222222222', size: 1_204_117, kind: 'user' },

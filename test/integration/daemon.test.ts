@@ -29,7 +29,8 @@ async function hashOf(dir: string): Promise<string> {
 async function tags(image: string): Promise<string[]> {
   const repo = image.slice(reg.host.length + 1).split(':')[0];
   const r = await fetch(`http://${reg.host}/v2/${repo}/tags/list`);
-  return r.ok ? (((await r.json()) as { tags: string[] | null }).tags ?? []).sort() : [];
+  // Image tags only: each has a platform tag (TAG-linux-amd64) beside it.
+  return r.ok ? (((await r.json()) as { tags: string[] | null }).tags ?? []).filter((t) => !/^[0-9a-f]{32}-/.test(t)).sort() : [];
 }
 
 function watch(dir: string): WatchProcess {

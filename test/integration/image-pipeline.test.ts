@@ -110,8 +110,8 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
     assert.ok(changed.some((l) => l.kind === 'custom'), 'the customisation layer changes (new /bin link)');
     assert.ok(!changed.some((l) => l.kind === 'base'), 'no base layer moves');
     assert.is(third.push!.uploaded, changed.length + 1, 'changed layers + config');
-    // The registry keeps manifests as blobs too: one more for the new manifest.
-    assert.is((await storedBlobs(reg.dataDir)).length, blobsAfterFirst + third.push!.uploaded + 1);
+    // The registry keeps manifests as blobs too: one more for the new manifest, one for the new index.
+    assert.is((await storedBlobs(reg.dataDir)).length, blobsAfterFirst + third.push!.uploaded + 2);
   });
 
   test('a second environment mounts the layers it shares from the first repository instead of uploading them', async () => {

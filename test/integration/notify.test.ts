@@ -161,7 +161,7 @@ function notifyCalls(monitorText: string): string[] {
 }
 
 function failure(message: string): BuildFailure {
-  return { buildId: 7, identity: null, message, error: new Error(message), phase: 'build' };
+  return { buildId: 7, identity: null, message, error: new Error(message), phase: 'build', platform: null };
 }
 
 async function withEnv<T>(vars: Record<string, string | undefined>, fn: () => Promise<T>): Promise<T> {

@@ -53,11 +53,17 @@ test('hash --json shows name, tag, image and each input digest', async () => {
   const r = await runCli(['hash', '--json', '-C', dir]);
   assert.is(r.exitCode, 0, r.stderr);
   const out = JSON.parse(r.stdout);
-  assert.equal(Object.keys(out), ['name', 'tag', 'image', 'inputs']);
+  assert.equal(Object.keys(out), ['name', 'tag', 'image', 'platforms', 'inputs']);
+  assert.is(out.platforms, null);
   assert.is(out.image, `localhost:5000/nixdocker/${out.name}:${out.tag}`);
   assert.equal(out.inputs.map((i: { path: string }) => i.path), ['env/default.nix', 'workdir/local.nix']);
   const plain = await runCli(['-C', dir, 'hash'], { env: { DOCKER_REGISTRY_HOST: 'reg.example:443' } });
   assert.is(plain.stdout.trim(), `reg.example:443/nixdocker/${out.name}:${out.tag}`);
+  // The platforms are not part of the tag: the same inputs with two platforms give the same reference.
+  await writeFile(path.join(dir, '.nixdockerrc.json'), JSON.stringify({ platforms: ['linux/arm64', 'linux/amd64'] }));
+  const multi = JSON.parse((await runCli(['hash', '--json', '-C', dir])).stdout);
+  assert.is(multi.image, out.image);
+  assert.equal(multi.platforms, ['linux/arm64', 'linux/amd64']);
 });
 
 test('a bad config exits 1 with a one-paragraph message and no stack trace', async () => {

@@ -219,6 +219,39 @@ test('cache, substituter and builder settings leave the image tag alone', async 
   assert.is(b.tag, a.tag);
 });
 
+test('platforms: names and per-platform builders are normalised; each gets its own store volume', async () => {
+  const dir = await tmpProject({
+    ...base,
+    '.nixdockerrc.json': JSON.stringify({
+      builder: { image: 'b:1', volume: 'store' },
+      platforms: ['linux/x86_64', { platform: 'linux/arm64/v8', dockerHost: 'ssh://arm-box' }, { platform: 'linux/arm/v7', image: 'b-arm:1', volume: 'v7store' }],
+    }),
+  });
+  const { config } = await loadConfig(dir, { env: {} });
+  assert.equal(config.platforms, [
+    { name: 'linux/amd64', platform: { os: 'linux', architecture: 'amd64' }, image: 'b:1', volume: 'store-amd64' },
+    { name: 'linux/arm64', platform: { os: 'linux', architecture: 'arm64' }, image: 'b:1', volume: 'store-arm64', dockerHost: 'ssh://arm-box' },
+    { name: 'linux/arm/v7', platform: { os: 'linux', architecture: 'arm', variant: 'v7' }, image: 'b-arm:1', volume: 'v7store' },
+  ]);
+  const unset = await loadConfig(await tmpProject(base), { env: {} });
+  assert.is(unset.config.platforms, null);
+});
+
+test('platforms: a bad name, a duplicate or an empty list names the key and the form expected', async () => {
+  for (const [value, expected] of [
+    [['linux/sparc'], /"linux\/sparc" is not a platform nixdocker builds \(known: linux\/amd64, linux\/arm64/],
+    [['arm64'], /"arm64" is not of the form os\/arch/],
+    [['linux/amd64', 'linux/x86_64'], /linux\/x86_64 is listed twice/],
+    [[], /"platforms" expected a non-empty array/],
+    [[{ platform: 'linux/arm64', volume: 'a b' }], /"volume" of linux\/arm64 must be a volume name/],
+    [[{ platform: 'linux/arm64', engine: 'x' }], /unknown key "engine"/],
+  ] as const) {
+    const err = await loadError({ '.nixdockerrc.json': JSON.stringify({ platforms: value }) });
+    assert.match(err.message, /Invalid nixdocker config in \.nixdockerrc\.json: "platforms"/);
+    assert.match(err.message, expected);
+  }
+});
+
 test('the example config is valid and shows every default', async () => {
   const { readFile } = await import('node:fs/promises');
   const { REPO_ROOT } = await import('../helpers/project.js');
@@ -229,7 +262,7 @@ test('the example config is valid and shows every default', async () => {
   await mkdir(path.join(dir, 'workdir'), { recursive: true });
   await loadConfig(dir, { env: {} });
   for (const [k, v] of Object.entries(DEFAULTS)) {
-    if (typeof v === 'object' && !Array.isArray(v)) {
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
       for (const [sub, sv] of Object.entries(v)) assert.equal(example[k][sub], sv, `${k}.${sub}`);
     } else {
       assert.equal(example[k], v, k);
