@@ -5,7 +5,7 @@ import { isUserError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { createLogger, type Logger } from '../log.js';
 import type { Command, OptionSpec } from './command.js';
-import { COMMANDS } from './commands.js';
+import { COMMAND_NAMES, loadCommand, loadCommands } from './commands.js';
 
 const GLOBAL_OPTIONS: OptionSpec = {
   cwd: { type: 'string', short: 'C' },
@@ -17,7 +17,8 @@ const GLOBAL_OPTIONS: OptionSpec = {
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
-function usage(): string {
+async function usage(): Promise<string> {
+  const COMMANDS = await loadCommands();
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
   return [
     `nixdocker ${VERSION}: build and keep current container images of Nix environments`,
@@ -47,16 +48,16 @@ export async function main(argv: string[], env: { stdout?: NodeJS.WritableStream
   try {
     const cmdIndex = firstPositional(argv);
     const name = cmdIndex >= 0 ? argv[cmdIndex] : undefined;
-    let command = COMMANDS.find((c) => c.name === name);
-    if (name && !command) {
-      process.stderr.write(`nixdocker: unknown command "${name}"\n\n${usage()}\n`);
+    if (name && !COMMAND_NAMES.includes(name)) {
+      process.stderr.write(`nixdocker: unknown command "${name}"\n\n${await usage()}\n`);
       return 2;
     }
+    let command = name ? (await loadCommand(name)) ?? undefined : undefined;
     let rest = cmdIndex >= 0 ? [...argv.slice(0, cmdIndex), ...argv.slice(cmdIndex + 1)] : argv;
     // `pull run ...` is `run --pull always ...`, so it takes run's options in run's places.
     const sub = command?.name === 'pull' ? firstPositional(rest) : -1;
     if (sub >= 0 && rest[sub] === 'run') {
-      command = COMMANDS.find((c) => c.name === 'run')!;
+      command = (await loadCommand('run'))!;
       rest = ['--pull', 'always', ...rest.slice(0, sub), ...rest.slice(sub + 1)];
     }
     const { values, positionals } = parseCommandArgs(command, rest);
@@ -65,7 +66,7 @@ export async function main(argv: string[], env: { stdout?: NodeJS.WritableStream
       return 0;
     }
     if (!command || values.help) {
-      stdout.write(`${command ? `${command.summary}\n\nUsage: ${command.usage}` : usage()}\n`);
+      stdout.write(`${command ? `${command.summary}\n\nUsage: ${command.usage}` : await usage()}\n`);
       return command || values.help ? 0 : 2;
     }
     const level = (values['log-level'] as string | undefined) ?? 'info';

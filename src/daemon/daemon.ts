@@ -167,7 +167,9 @@ export class Daemon {
   /** A failed build: said once, kept in the status; the last good image stays. */
   private report(err: unknown, identity: Identity | null, buildId: number): void {
     const message = isUserError(err) ? err.format() : ((err as Error)?.stack ?? String(err));
-    this.log.error({ event: 'buildFailed', buildId, image: identity?.image ?? null }, `build failed: ${message}`);
+    // Inputs refused before any build (a symlink outside, a FIFO): say that the daemon goes on.
+    const text = identity ? `build failed: ${message}` : `inputs refused, nothing built: ${message}\n  still watching: the next change is read again`;
+    this.log.error({ event: 'buildFailed', buildId, image: identity?.image ?? null }, text);
     void this.status.update((s) => {
       s.lastError = { buildId, image: identity?.image ?? null, message, at: new Date().toISOString() };
     });

@@ -203,6 +203,7 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
     await rename(path.join(dir, 'x'), path.join(dir, 'workdir/local.nix'));
     const fileRefused = await w.event('buildFailed', 60_000, mark);
     assert.match(String(fileRefused.msg), /workdir\/local\.nix named by "userConfig\[0\]".*outside the project directory/);
+    assert.match(String(fileRefused.msg), 'still watching');
     assert.is(w.count('buildStart', mark), 0, 'nothing was built (or staged) from it');
 
     // 2. env/ swapped for a symlink to a directory outside.

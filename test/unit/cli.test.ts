@@ -10,8 +10,8 @@ test.after(cleanupProjects);
 test('--help lists every command with one line each; --version prints the package version', async () => {
   const help = await runCli(['--help']);
   assert.is(help.exitCode, 0);
-  const { COMMANDS } = await import('../../src/cli/commands.js');
-  for (const c of COMMANDS) assert.match(help.stdout, new RegExp(`^  ${c.name} +\\S`, 'm'));
+  const { loadCommands } = await import('../../src/cli/commands.js');
+  for (const c of await loadCommands()) assert.match(help.stdout, new RegExp(`^  ${c.name} +\\S`, 'm'));
   const version = await runCli(['--version']);
   const pkg = JSON.parse(await readFile(path.join(REPO_ROOT, 'package.json'), 'utf8'));
   assert.is(version.stdout.trim(), pkg.version);
