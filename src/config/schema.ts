@@ -107,7 +107,7 @@ export const SCHEMA: Record<string, KeySpec> = {
   envDir: { check: string, doc: 'directory of the predefined Nix files; its content names the image repository' },
   userConfig: { check: stringArray(false), doc: 'the user Nix files, in order; their content names the tag' },
   workdir: { check: string, doc: 'directory mounted as the working directory by `nixdocker run` (its user/ subfolder)' },
-  cacheDir: { check: string, doc: 'where nixdocker keeps build results, layer digests and daemon state' },
+  cacheDir: { check: string, doc: 'where nixdocker keeps build results, layer digests and daemon state (inside the project)' },
   'registry.host': { check: pattern(HOST, 'host or host:port, without a scheme'), doc: 'registry to push to and pull from (env DOCKER_REGISTRY_HOST overrides)' },
   'registry.namespace': { check: (v) => (typeof v === 'string' ? pattern(NAMESPACE, 'lowercase path components like "team/envs", or ""')(v) : 'a string'), doc: 'repository path prefix inside the registry' },
   'registry.insecure': { check: boolean, doc: 'allow plain http for a registry that is not on localhost' },
