@@ -1,4 +1,3 @@
-import { computeIdentity } from '../identity.js';
 import { UserError } from '../errors.js';
 import { ResultCache } from '../nix/result-cache.js';
 import type { NixRunner } from '../builder/runner.js';
@@ -32,19 +31,20 @@ export const cacheCommand: Command = {
         'set builder.cache to { "url": "file:///DIR" | "https://HOST/PATH" | "s3://BUCKET", "secretKeyFile": "PATH" }',
       );
     }
-    const identity = await computeIdentity(config);
-    const results = new ResultCache(config.cacheDir);
-    // Each platform's closure lives in its own builder's store.
-    const built = [];
-    for (const target of buildTargets(config)) {
-      const result = await results.get(identity.name, identity.tag, target.platform ? target.key : undefined);
-      if (result) built.push({ target, result });
-    }
-    if (built.length === 0) {
-      throw new UserError(`This project has no build of its current inputs (${identity.image}) to upload.`, 'run `nixdocker build` first');
-    }
-    const pipeline = await Pipeline.create(config, ctx.log, { plugins: false });
+    // With the plugins: their identity hook names the build to upload, as it named the build.
+    const pipeline = await Pipeline.create(config, ctx.log);
     try {
+      const identity = await pipeline.identify({ signal: ctx.signal });
+      const results = new ResultCache(config.cacheDir);
+      // Each platform's closure lives in its own builder's store.
+      const built = [];
+      for (const target of buildTargets(config)) {
+        const result = await results.get(identity.name, identity.tag, target.platform ? target.key : undefined);
+        if (result) built.push({ target, result });
+      }
+      if (built.length === 0) {
+        throw new UserError(`This project has no build of its current inputs (${identity.image}) to upload.`, 'run `nixdocker build` first');
+      }
       for (const { target, result } of built) {
         let runner: NixRunner | null = null;
         try {

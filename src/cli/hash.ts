@@ -1,6 +1,5 @@
-import { computeIdentity } from '../identity.js';
 import type { Command } from './command.js';
-import { projectConfig } from './project.js';
+import { withPipeline } from './project.js';
 
 export const hashCommand: Command = {
   name: 'hash',
@@ -11,8 +10,7 @@ export const hashCommand: Command = {
     '           platforms: the "platforms" setting, or null (the builder\'s own)',
   options: { json: { type: 'boolean' } },
   async run(ctx) {
-    const config = await projectConfig(ctx);
-    const id = await computeIdentity(config, { signal: ctx.signal, keepContents: false });
+    const [config, id] = await withPipeline(ctx, async (p) => [p.config, await p.identify({ signal: ctx.signal, keepContents: false })] as const);
     if (ctx.values.json) {
       const { name, tag, image, inputs } = id;
       const platforms = config.platforms?.map((t) => t.name) ?? null;

@@ -4,11 +4,11 @@ import { pullImage } from '../engine/run.js';
 import { formatPlatform, parsePlatform, samePlatform } from '../config/platform.js';
 import type { Config } from '../config/types.js';
 import { UserError } from '../errors.js';
-import { computeIdentity, repositoryPath, type Identity } from '../identity.js';
+import { repositoryPath, type Identity } from '../identity.js';
 import { platformList, readTag } from '../pipeline/platform-index.js';
 import { RegistryClient } from '../registry/index.js';
 import type { Command, CommandContext } from './command.js';
-import { projectConfig } from './project.js';
+import { withPipeline } from './project.js';
 import { StatusLine } from './status-line.js';
 
 export const pullCommand: Command = {
@@ -28,9 +28,10 @@ export const pullCommand: Command = {
       process.stderr.write(`nixdocker pull: unexpected "${ctx.positionals[0]}" (did you mean \`nixdocker pull run ${ctx.positionals.join(' ')}\`?)\n`);
       return 2;
     }
-    const config = await projectConfig(ctx);
-    const identity = await computeIdentity(config, { signal: ctx.signal, keepContents: false });
-    await pullWithProgress(ctx, connectEngine(), config, identity, ctx.values.platform as string | undefined);
+    await withPipeline(ctx, async (p) => {
+      const identity = await p.identify({ signal: ctx.signal, keepContents: false });
+      await pullWithProgress(ctx, connectEngine(), p.config, identity, ctx.values.platform as string | undefined);
+    });
     return 0;
   },
 };

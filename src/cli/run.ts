@@ -4,9 +4,8 @@ import { connectEngine, imagePlatform } from '../engine/engine.js';
 import { formatPlatform, parsePlatform, samePlatform } from '../config/platform.js';
 import { imageWorkingDir, runContainer, RUN_WORKDIR } from '../engine/run.js';
 import { parseEnvOption, parsePublish } from '../engine/run-options.js';
-import { computeIdentity } from '../identity.js';
 import type { Command, CommandContext } from './command.js';
-import { projectConfig } from './project.js';
+import { withPipeline } from './project.js';
 import { pullWithProgress } from './pull.js';
 
 export const PULL_POLICIES = ['missing', 'always', 'never'] as const;
@@ -48,34 +47,36 @@ export const runCommand: Command = {
     const env = list(ctx.values.env).map((v) => parseEnvOption(v, '-e/--env')).filter((e): e is string => e !== null);
     const platformOption = ctx.values.platform as string | undefined;
     const platform = platformOption ? parsePlatform(platformOption, '--platform') : undefined;
-    const config = await projectConfig(ctx);
-    const identity = await computeIdentity(config, { signal: ctx.signal, keepContents: false });
-    const { image } = identity;
-    // Resolved now, not at load: a symlink to /etc is refused, whatever it was then.
-    const userDir = userDirToMount(config);
-    const docker = connectEngine();
-    // An engine keeps one image per name: the one there may be another platform's.
-    const present = await imagePlatform(docker, image);
-    const wrong = present && platform ? !samePlatform(present, platform) : false;
-    if (policy === 'always' || (policy === 'missing' && (!present || wrong))) {
-      await pullWithProgress(ctx, docker, config, identity, platformOption);
-    } else if (wrong) {
-      throw new UserError(
-        `The engine holds ${image} for ${formatPlatform(present!)}, not ${formatPlatform(platform!)} (--platform), and --pull never keeps it from pulling.`,
-        `run \`nixdocker pull --platform ${formatPlatform(platform!)}\`, or drop --pull never`,
-      );
-    }
-    const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY);
-    return runContainer(docker, {
-      image,
-      cmd: ctx.positionals,
-      mount: userDir ? { host: userDir, container: await imageWorkingDir(docker, image) } : undefined,
-      interactive,
-      env,
-      publish,
-      name: ctx.values.name as string | undefined,
-      platform: platform ? formatPlatform(platform) : undefined,
-      forwardSignals: true,
+    return withPipeline(ctx, async (p) => {
+      const config = p.config;
+      const identity = await p.identify({ signal: ctx.signal, keepContents: false });
+      const { image } = identity;
+      // Resolved now, not at load: a symlink to /etc is refused, whatever it was then.
+      const userDir = userDirToMount(config);
+      const docker = connectEngine();
+      // An engine keeps one image per name: the one there may be another platform's.
+      const present = await imagePlatform(docker, image);
+      const wrong = present && platform ? !samePlatform(present, platform) : false;
+      if (policy === 'always' || (policy === 'missing' && (!present || wrong))) {
+        await pullWithProgress(ctx, docker, config, identity, platformOption);
+      } else if (wrong) {
+        throw new UserError(
+          `The engine holds ${image} for ${formatPlatform(present!)}, not ${formatPlatform(platform!)} (--platform), and --pull never keeps it from pulling.`,
+          `run \`nixdocker pull --platform ${formatPlatform(platform!)}\`, or drop --pull never`,
+        );
+      }
+      const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+      return runContainer(docker, {
+        image,
+        cmd: ctx.positionals,
+        mount: userDir ? { host: userDir, container: await imageWorkingDir(docker, image) } : undefined,
+        interactive,
+        env,
+        publish,
+        name: ctx.values.name as string | undefined,
+        platform: platform ? formatPlatform(platform) : undefined,
+        forwardSignals: true,
+      });
     });
   },
 };

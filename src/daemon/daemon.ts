@@ -1,6 +1,6 @@
 import type { Config } from '../config/types.js';
 import { isUserError } from '../errors.js';
-import { computeIdentity, type Identity } from '../identity.js';
+import type { Identity } from '../identity.js';
 import type { Logger } from '../log.js';
 import { buildImage } from '../pipeline/build-image.js';
 import { Pipeline } from '../pipeline/pipeline.js';
@@ -63,7 +63,7 @@ export class Daemon {
       this.scheduler = new Scheduler<Identity>({
         debounceMs: this.config.watch.debounceMs,
         cancelSuperseded: this.config.watch.cancelSuperseded,
-        identify: () => computeIdentity(this.config, { signal: this.stopping.signal }),
+        identify: () => p.identify({ signal: this.stopping.signal }),
         same: (a, b) => a.image === b.image,
         build: (job) => this.build(job.buildId, job.identity, job.changed, job.signal),
         onError: (err) => {

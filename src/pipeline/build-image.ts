@@ -9,7 +9,7 @@ import { formatPlatform, nixSystemOf, platformOfNixSystem } from '../config/plat
 import { loadArchive } from '../engine/load.js';
 import { isUserError, UserError } from '../errors.js';
 import type { BuildTrigger, Destination, ImageDescription, PushReport } from '../hooks.js';
-import { computeIdentity, repositoryPath, type Identity } from '../identity.js';
+import { repositoryPath, type Identity } from '../identity.js';
 import { assembleImage, type AssembledImage } from '../image/assemble.js';
 import { dockerArchiveStream } from '../image/docker-archive.js';
 import { ListingCache } from '../image/listing-cache.js';
@@ -25,7 +25,7 @@ import { buildTargets, checkBuiltSystem, engineTargets, expectedPlatform, type B
 export interface BuildRequest {
   /** Increasing per process; only the newest build may announce imageReady. */
   buildId: number;
-  /** Computed already (the daemon has it); else computed here. */
+  /** From Pipeline.identify() already (the daemon has it); else identified here. */
   identity?: Identity;
   /** Inputs that changed, when the caller knows (the daemon does). */
   changed?: string[];
@@ -104,7 +104,7 @@ export async function buildImage(p: Pipeline, req: BuildRequest): Promise<BuildO
   const signal = req.signal ? AbortSignal.any([req.signal, local.signal]) : local.signal;
 
   try {
-    identity = await timed('hash', async () => hooks.identity.promise(req.identity ?? (await computeIdentity(config, { signal: req.signal }))));
+    identity = await timed('hash', async () => req.identity ?? (await p.identify({ signal: req.signal })));
     const id = identity;
     const destinations = req.load ? (['engine'] as Destination[]) : await chooseDestinations(p, id);
     const all = buildTargets(config);

@@ -14,13 +14,14 @@ import { connectEngine } from '../engine/engine.js';
 import { imageWorkingDir, pullImage, runContainer } from '../engine/run.js';
 import { createHooks, isolatePlugins, tapOnly, type Hooks, type PluginContext } from '../hooks.js';
 import { UserError } from '../errors.js';
-import type { Identity, InputFile } from '../identity.js';
+import type { Identity, IdentityOptions, InputFile } from '../identity.js';
 import type { Logger } from '../log.js';
 import { readJson, writeJson } from '../util/json-file.js';
 import { loadPlugins } from '../plugin-loader.js';
 import type { BuildTarget } from './targets.js';
 import { RegistryClient } from '../registry/index.js';
 import { nixBuildSettings, type NixBuildSettings } from './nix-settings.js';
+import { identify } from './identify.js';
 
 /**
  * What one project's builds share: config, hooks with the plugins applied,
@@ -72,6 +73,11 @@ export class Pipeline {
     }
     await p.hooks.configLoaded.promise(config);
     return p;
+  }
+
+  /** The identity of the inputs as they are now, after the plugins' identity hook (see identify.ts). */
+  identify(opts?: IdentityOptions): Promise<Identity> {
+    return identify(this.config, this.hooks, opts);
   }
 
   engine(): Docker {
