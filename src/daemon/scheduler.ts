@@ -31,6 +31,13 @@ export interface SchedulerEvents<Id> {
   buildEnd: [{ buildId: number; identity: Id; outcome: 'ok' | 'failed' | 'cancelled'; error?: unknown }];
   /** Changes settled on the identity already built or building: nothing to do. */
   unchanged: [Id];
+  /**
+   * One settle (identity computed after a batch) ended with this decision:
+   * `start` a build, `rerun` after the running one, `unchanged`, `stale`
+   * (a newer settle began meanwhile and decides instead), `stopping`, `error`.
+   * Tests wait on it instead of on time.
+   */
+  settled: [{ identity: Id | null; action: 'start' | 'rerun' | 'unchanged' | 'stale' | 'stopping' | 'error' }];
 }
 
 /**
@@ -51,6 +58,8 @@ export class Scheduler<Id> extends EventEmitter<SchedulerEvents<Id>> {
   /** A batch arrived during the running build: run again when it ends. */
   private rerun = false;
   private nextId = 1;
+  /** Increases with each settle; only the newest one in flight may act on its identity. */
+  private settles = 0;
 
   constructor(private readonly opts: SchedulerOptions<Id>) {
     super();
@@ -87,31 +96,54 @@ export class Scheduler<Id> extends EventEmitter<SchedulerEvents<Id>> {
 
   private async settle(): Promise<void> {
     if (this.state === 'stopping') return;
+    // Settles overlap (a timer and a kick, or a rerun): an older identify() may
+    // finish after a newer one, and its identity describes older inputs.
+    const seq = ++this.settles;
     let identity: Id;
     try {
       identity = await this.opts.identify();
     } catch (err) {
+      if (seq !== this.settles || this.stopping) return this.decided(null, seq !== this.settles ? 'stale' : 'stopping');
       this.opts.onError(err);
       if (!this.running) this.setState('idle');
-      return;
+      return this.decided(null, 'error');
     }
+    // stop() may have returned while identify() ran: no build may start after it.
+    if (this.stopping) return this.decided(identity, 'stopping');
+    if (seq !== this.settles) return this.decided(identity, 'stale');
     if (this.running) {
       if (this.opts.same(identity, this.running.identity)) {
+        if (this.running.controller.signal.aborted) {
+          // Back to the identity of a build already cancelled: it will not
+          // finish, so build it again once it has wound down.
+          this.rerun = true;
+          return this.decided(identity, 'rerun');
+        }
         this.rerun = false;
         this.emit('unchanged', identity);
-        return;
+        return this.decided(identity, 'unchanged');
       }
       this.rerun = true;
       if (this.opts.cancelSuperseded) this.running.controller.abort(new Error('superseded by newer inputs'));
-      return;
+      return this.decided(identity, 'rerun');
     }
     if (this.settled !== null && this.opts.same(identity, this.settled)) {
       this.changed.clear();
-      this.setState('idle');
+      this.setState(this.timer ? 'pending' : 'idle');
       this.emit('unchanged', identity);
-      return;
+      return this.decided(identity, 'unchanged');
     }
     this.start(identity);
+    this.decided(identity, 'start');
+  }
+
+  /** A getter: TypeScript would narrow `this.state` across an await, yet stop() changes it meanwhile. */
+  private get stopping(): boolean {
+    return this.state === 'stopping';
+  }
+
+  private decided(identity: Id | null, action: SchedulerEvents<Id>['settled'][0]['action']): void {
+    this.emit('settled', { identity, action });
   }
 
   private start(identity: Id): void {
