@@ -5,6 +5,7 @@ import { LABEL_ROLE, hasImage, isConnectionError, isNotFound, pingEngine } from 
 import { pullImage, runCaptured } from '../engine/run.js';
 import type { Logger } from '../log.js';
 import type { BuilderTarget } from './container-runner.js';
+import { builderLabels, removeOrphans, type Orphan } from './ownership.js';
 
 export type StepOutcome = 'exists' | 'created';
 
@@ -55,11 +56,14 @@ export interface BuilderStatus {
   volume: { name: string; present: boolean; storeBytes?: number; storePaths?: number };
   /** Build containers running now. */
   running: { id: string; created: number }[];
+  /** This project's builder containers whose owner was gone: removed now. */
+  orphans: Orphan[];
 }
 
-export async function builderStatus(docker: Docker, target: BuilderTarget, signal?: AbortSignal): Promise<BuilderStatus> {
+export async function builderStatus(docker: Docker, target: BuilderTarget, projectDir: string, signal?: AbortSignal): Promise<BuilderStatus> {
   await pingEngine(docker);
-  const status: BuilderStatus = { image: { name: target.image, present: false }, volume: { name: target.volume, present: false }, running: [] };
+  const orphans = await removeOrphans(docker, projectDir, target.volume);
+  const status: BuilderStatus = { image: { name: target.image, present: false }, volume: { name: target.volume, present: false }, running: [], orphans };
   try {
     const info = await docker.getImage(target.image).inspect();
     status.image = { name: target.image, present: true, id: info.Id, size: info.Size };
@@ -76,7 +80,7 @@ export async function builderStatus(docker: Docker, target: BuilderTarget, signa
   status.running = containers.map((c) => ({ id: c.Id.slice(0, 12), created: c.Created }));
   if (status.image.present && status.volume.present) {
     // du -s counts each hard link once, which matches what the store holds on disk.
-    const du = await runInBuilder(docker, target, ['sh', '-c', 'du -sk /nix/store && ls /nix/store | wc -l'], signal);
+    const du = await runInBuilder(docker, target, ['sh', '-c', 'du -sk /nix/store && ls /nix/store | wc -l'], signal, projectDir);
     const [kb, count] = du.output.trim().split('\n');
     if (du.exitCode === 0) {
       status.volume.storeBytes = Number.parseInt(kb ?? '0', 10) * 1024;
@@ -149,14 +153,24 @@ async function loadTarball(docker: Docker, image: string, file: string, log: Log
   }
 }
 
-/** Runs a one-off command in a fresh builder container; output is stdout and stderr together. */
-export function runInBuilder(docker: Docker, target: BuilderTarget, cmd: string[], signal?: AbortSignal): Promise<{ exitCode: number; output: string }> {
+/**
+ * Runs a one-off command in a fresh builder container; output is stdout and
+ * stderr together. Labelled with its owner (and project, when given), so a
+ * killed nixdocker's leftover is found as an orphan.
+ */
+export function runInBuilder(
+  docker: Docker,
+  target: BuilderTarget,
+  cmd: string[],
+  signal?: AbortSignal,
+  projectDir?: string,
+): Promise<{ exitCode: number; output: string }> {
   return runCaptured(docker, {
     image: target.image,
     platform: target.platform,
     cmd,
     volumes: [{ name: target.volume, target: '/nix' }],
-    labels: { [LABEL_ROLE]: 'build', 'org.nixdocker.volume': target.volume },
+    labels: builderLabels(target.volume, projectDir),
     signal,
   });
 }

@@ -1,7 +1,8 @@
 import { PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
-import { UserError } from '../errors.js';
-import { LABEL_ROLE, isConnectionError, isNotFound, engineUnreachable } from '../engine/engine.js';
+import { isUserError, UserError } from '../errors.js';
+import { isConnectionError, isNotFound, engineUnreachable } from '../engine/engine.js';
+import { builderLabels, HEARTBEAT_FILE, KEEP_ALIVE } from './ownership.js';
 import { stagedTar, type StagedFile } from './staging.js';
 import { LineSplitter, type NixRunner, type RunOptions, type RunResult } from './runner.js';
 
@@ -19,6 +20,13 @@ export interface BuilderTarget {
   platform?: string;
 }
 
+/** Whose builder container it is, and how long it outlives a silent owner. */
+export interface BuilderLife {
+  projectDir: string;
+  /** builder.idleSeconds */
+  idleSeconds: number;
+}
+
 /**
  * Container mode: one builder container per build, with the store volume at
  * /nix. It idles while nixdocker execs each Nix step into it (an exec costs
@@ -28,6 +36,7 @@ export interface BuilderTarget {
 export class ContainerRunner implements NixRunner {
   private stagings = 0;
   private closed = false;
+  private heartbeat: NodeJS.Timeout | null = null;
 
   /** Each staging gets a folder of its own, so a reused container never mixes two builds' inputs. */
   get root(): string {
@@ -44,7 +53,7 @@ export class ContainerRunner implements NixRunner {
     readonly container: Docker.Container,
   ) {}
 
-  static async open(docker: Docker, target: BuilderTarget, files: StagedFile[], signal?: AbortSignal): Promise<ContainerRunner> {
+  static async open(docker: Docker, target: BuilderTarget, files: StagedFile[], life: BuilderLife, signal?: AbortSignal): Promise<ContainerRunner> {
     await checkBuilder(docker, target);
     let container: Docker.Container;
     try {
@@ -52,15 +61,16 @@ export class ContainerRunner implements NixRunner {
         // A query parameter of POST /containers/create (dockerode puts every option there too).
         ...(target.platform ? { platform: target.platform } : {}),
         Image: target.image,
-        // Idle until removed; sh -c keeps this working in images whose PATH lacks coreutils' sleep.
-        Cmd: ['sh', '-c', 'while :; do sleep 3600; done'],
-        Labels: { [LABEL_ROLE]: 'build', 'org.nixdocker.volume': target.volume },
+        // Lives while this process sends heartbeats, then stops and is removed (see KEEP_ALIVE).
+        Cmd: ['sh', '-c', KEEP_ALIVE, 'nixdocker-keep-alive', String(life.idleSeconds)],
+        Labels: builderLabels(target.volume, life.projectDir),
         WorkingDir: '/',
         // Nix downloads with curl, which reads these: a host behind a proxy builds behind it too.
         Env: proxyEnv(),
         HostConfig: {
           Mounts: [{ Type: 'volume', Source: target.volume, Target: '/nix' }, ...(target.mounts ?? [])],
           Init: true,
+          AutoRemove: true,
           ...(target.networkMode ? { NetworkMode: target.networkMode } : {}),
         },
       });
@@ -70,12 +80,33 @@ export class ContainerRunner implements NixRunner {
     const runner = new ContainerRunner(docker, container);
     try {
       await container.start();
+      runner.beat(life.idleSeconds);
       await runner.stage(files, signal);
     } catch (err) {
       await runner.close();
       throw err;
     }
     return runner;
+  }
+
+  /**
+   * Touches the heartbeat file a few times per idle bound for as long as this
+   * runner is open, also while a long Nix step runs. The timer is unref'd: it
+   * never keeps the process alive, and when the process dies the beats stop.
+   */
+  private beat(idleSeconds: number): void {
+    const every = Math.max(500, Math.floor((idleSeconds * 1000) / 4));
+    const touch = async () => {
+      const exec = await this.container.exec({ Cmd: ['sh', '-c', `: > ${HEARTBEAT_FILE}`], AttachStdout: false, AttachStderr: false });
+      // podman answers a detached start with a response it never ends: drop it, or it keeps the process alive.
+      const res = (await exec.start({ Detach: true })) as unknown as { destroy?: () => void } | undefined;
+      res?.destroy?.();
+    };
+    this.heartbeat = setInterval(() => {
+      // A missed beat is harmless (the next one comes); a container gone shows at its next use.
+      if (!this.closed) touch().catch(() => {});
+    }, every);
+    this.heartbeat.unref();
   }
 
   /**
@@ -92,43 +123,88 @@ export class ContainerRunner implements NixRunner {
 
   async run(cmd: string[], opts: RunOptions): Promise<RunResult> {
     opts.signal?.throwIfAborted();
-    const withStdin = opts.stdin !== undefined;
-    const exec = await this.container.exec({
-      Cmd: cmd,
-      Env: opts.env ? Object.entries(opts.env).map(([k, v]) => `${k}=${v}`) : undefined,
-      AttachStdout: true,
-      AttachStderr: true,
-      AttachStdin: withStdin,
-      Tty: false,
-    });
-    const stream = await exec.start({ hijack: true, stdin: withStdin });
-    // Half-closing after the bytes gives the command its end of file; the output still arrives.
-    if (withStdin) stream.end(opts.stdin);
-    const out: Buffer[] = [];
-    const err = new LineSplitter(opts.onStderrLine);
-    const stdout = new PassThrough().on('data', (c: Buffer) => out.push(c));
-    const stderr = new PassThrough().on('data', (c: Buffer) => err.push(c));
-    this.docker.modem.demuxStream(stream, stdout, stderr);
-
-    // Dropping the HTTP stream does not stop the process: cancelling kills the container.
+    let stream: NodeJS.ReadWriteStream | null = null;
+    // Dropping the HTTP stream does not stop the process: cancelling kills the
+    // container. The listener goes on before the first await, so a cancel that
+    // arrives while the exec is being created is not lost.
     const onAbort = () => {
-      void this.close();
-      stream.destroy();
+      // A failing remove (the engine gone) must not become an unhandled
+      // rejection; the run rejects with the abort anyway, and a container left
+      // behind stops on its own (see KEEP_ALIVE) or is removed as an orphan.
+      this.close().catch(() => {});
+      (stream as unknown as { destroy?: () => void } | null)?.destroy?.();
     };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      await new Promise<void>((resolve, reject) => {
-        stream.on('end', resolve);
-        stream.on('close', resolve);
-        stream.on('error', reject);
+      const withStdin = opts.stdin !== undefined;
+      const exec = await this.container.exec({
+        Cmd: cmd,
+        Env: opts.env ? Object.entries(opts.env).map(([k, v]) => `${k}=${v}`) : undefined,
+        AttachStdout: true,
+        AttachStderr: true,
+        AttachStdin: withStdin,
+        Tty: false,
       });
+      opts.signal?.throwIfAborted();
+      const s = await exec.start({ hijack: true, stdin: withStdin });
+      stream = s;
+      opts.signal?.throwIfAborted();
+      // Half-closing after the bytes gives the command its end of file; the output still arrives.
+      if (withStdin) s.end(opts.stdin);
+      const out: Buffer[] = [];
+      const err = new LineSplitter(opts.onStderrLine);
+      const stdout = new PassThrough().on('data', (c: Buffer) => out.push(c));
+      const stderr = new PassThrough().on('data', (c: Buffer) => err.push(c));
+      this.docker.modem.demuxStream(s, stdout, stderr);
+      await new Promise<void>((resolve, reject) => {
+        s.on('end', resolve);
+        s.on('close', resolve);
+        s.on('error', reject);
+      });
+      opts.signal?.throwIfAborted();
+      err.end();
+      const info = await exec.inspect();
+      const exitCode = info.ExitCode ?? 1;
+      // A Nix step killed with its container reads as a failed step: say what happened instead.
+      if (exitCode !== 0 && (await this.gone())) throw this.vanished();
+      return { exitCode, stdout: Buffer.concat(out).toString(), stderrTail: err.tail };
+    } catch (err) {
+      if (opts.signal?.aborted || isUserError(err)) throw err;
+      throw await this.explain(err);
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
     }
-    opts.signal?.throwIfAborted();
-    err.end();
-    const info = await exec.inspect();
-    return { exitCode: info.ExitCode ?? 1, stdout: Buffer.concat(out).toString(), stderrTail: err.tail };
+  }
+
+  /**
+   * The error to report for a failure while this runner was in use: a clear
+   * one when the container disappeared (removed, stopped, the engine
+   * restarted), else `err` itself. A vanished runner is no longer usable.
+   */
+  async explain(err: unknown): Promise<unknown> {
+    if (this.closed || isUserError(err)) return err;
+    return (await this.gone()) ? this.vanished(err) : err;
+  }
+
+  private async gone(): Promise<boolean> {
+    if (this.closed) return false; // closed by us: not something to explain
+    try {
+      const info = await this.container.inspect();
+      if (info.State?.Running) return false;
+    } catch (err) {
+      if (!isNotFound(err)) return false;
+    }
+    this.closed = true;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    return true;
+  }
+
+  private vanished(cause?: unknown): UserError {
+    return new UserError(
+      `The builder container ${this.container.id.slice(0, 12)} disappeared during the build: something removed or stopped it (\`docker rm -f\`, \`nixdocker builder rm\`, a prune, an engine restart). Nothing of this build was pushed or tagged.`,
+      'build again; `nixdocker watch` starts a new builder container with the next change',
+      { cause },
+    );
   }
 
   private closing: Promise<void> | null = null;
@@ -136,6 +212,7 @@ export class ContainerRunner implements NixRunner {
   /** Removes the container; every caller (a cancel, then the build's finally) awaits the same removal. */
   close(): Promise<void> {
     this.closed = true;
+    if (this.heartbeat) clearInterval(this.heartbeat);
     this.closing ??= this.container.remove({ force: true }).catch((err: unknown) => {
       if (!isNotFound(err)) throw err;
     });

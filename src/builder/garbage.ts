@@ -18,5 +18,5 @@ export async function collectGarbage(
   const roots = `/nix/var/nix/gcroots/nixdocker/${createHash('sha256').update(opts.projectDir).digest('hex').slice(0, 16)}`;
   // Paths are arguments of the script, never pasted into it.
   const script = 'r=$1; shift; rm -rf "$r" && mkdir -p "$r" || exit 1; i=0; for p in "$@"; do i=$((i+1)); ln -s "$p" "$r/$i" || exit 1; done; exec nix-collect-garbage';
-  return runInBuilder(docker, target, ['sh', '-c', script, 'sh', roots, ...outs], opts.signal);
+  return runInBuilder(docker, target, ['sh', '-c', script, 'sh', roots, ...outs], opts.signal, opts.projectDir);
 }

@@ -9,5 +9,5 @@ import type { StagedFile } from './staging.js';
 export async function openRunner(config: Config, target: BuilderTarget, files: StagedFile[], docker: Docker | null, signal?: AbortSignal): Promise<NixRunner> {
   if (config.builder.mode === 'local') return LocalRunner.open(files);
   if (!docker) throw new Error('container mode needs an engine client');
-  return ContainerRunner.open(docker, target, files, signal);
+  return ContainerRunner.open(docker, target, files, { projectDir: config.projectDir, idleSeconds: config.builder.idleSeconds }, signal);
 }

@@ -41,7 +41,7 @@ export const builderCommand: Command = {
         return 0;
       }
       case 'status': {
-        const s = await builderStatus(docker, target, ctx.signal);
+        const s = await builderStatus(docker, target, config.projectDir, ctx.signal);
         if (ctx.values.json) {
           out(JSON.stringify(s, null, 2));
           return 0;
@@ -49,6 +49,10 @@ export const builderCommand: Command = {
         out(`image   ${s.image.name}: ${s.image.present ? `present (${s.image.id?.slice(7, 19)}, ${formatBytes(s.image.size ?? 0)})` : 'missing (run `nixdocker builder create`)'}`);
         out(`volume  ${s.volume.name}: ${s.volume.present ? 'present' : 'missing (run `nixdocker builder create`)'}`);
         if (s.volume.storeBytes !== undefined) out(`store   ${formatBytes(s.volume.storeBytes)} in ${s.volume.storePaths} paths`);
+        for (const o of s.orphans) {
+          const pid = o.owner?.split('/')[1];
+          out(`orphan  ${o.id.slice(0, 12)} (${o.state}): ${pid ? `its nixdocker process ${pid} is gone` : 'left by an older nixdocker'}; removed`);
+        }
         // A running daemon keeps one builder container between builds, so one here may be idle.
         out(`builds  ${s.running.length === 0 ? 'no builder container running' : `builder container(s) up: ${s.running.map((c) => c.id).join(', ')}`}`);
         return 0;

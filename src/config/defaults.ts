@@ -19,6 +19,7 @@ export const DEFAULTS: Omit<Config, 'projectDir' | 'configFile' | 'cacheDir'> & 
     useSubstitutesOnRemote: false,
     sshKeyFile: null,
     sshKnownHostsFile: null,
+    idleSeconds: 60,
   },
   image: { maxLayers: 100 },
   platforms: null,

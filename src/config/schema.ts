@@ -121,6 +121,7 @@ export const SCHEMA: Record<string, KeySpec> = {
   'builder.useSubstitutesOnRemote': { check: boolean, doc: 'let remote builders fetch dependencies from their substituters (builders-use-substitutes)' },
   'builder.sshKeyFile': { check: nullOr(string), doc: 'SSH private key for the remote builders, mounted read-only into the builder', optional: true },
   'builder.sshKnownHostsFile': { check: nullOr(string), doc: 'known_hosts with the remote builders\' host keys, mounted read-only into the builder', optional: true },
+  'builder.idleSeconds': { check: intRange(2, 86_400), doc: 'seconds a builder container outlives its nixdocker process (killed, crashed) before it stops on its own' },
   'image.maxLayers': { check: intRange(2, 125), doc: 'most layers per image, the customisation layer included' },
   'image.cmd': { check: stringArray(true), doc: 'default command of the image', optional: true },
   'image.env': { check: stringMap, doc: 'extra environment variables of the image', optional: true },

@@ -71,6 +71,8 @@ export interface Config {
     /** Absolute host paths, mounted read-only into the builder for remote builds. */
     sshKeyFile: string | null;
     sshKnownHostsFile: string | null;
+    /** Seconds a builder container lives on without a heartbeat from its owner. */
+    idleSeconds: number;
   };
   image: ImageSettings;
   /**

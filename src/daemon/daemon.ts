@@ -50,6 +50,7 @@ export class Daemon {
       const p = this.pipeline;
       // Builds follow one another: keep the builder container between them.
       p.keepWarm = true;
+      await p.removeLeftovers();
       p.hooks.buildPhase.tap('daemon', (buildId, phase, platform) => {
         this.opts.onPhase?.(`build ${buildId}: ${platform ? `${platform} ` : ''}${phase}…`);
         void this.status.update((s) => {

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { ensureProcessTmpDir } from '../util/process-tmp.js';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
@@ -49,9 +50,9 @@ export async function hasBlob(cacheDir: string, digest: string, size: number): P
  * own); the diffID is reproducible everywhere.
  */
 export async function writeLayerBlob(tar: AsyncIterable<Buffer> | Iterable<Buffer>, cacheDir: string, signal?: AbortSignal): Promise<LayerBlob> {
-  const tmpDir = path.join(cacheDir, 'tmp');
-  await mkdir(tmpDir, { recursive: true });
-  const tmp = path.join(tmpDir, `blob-${process.pid}-${randomBytes(6).toString('hex')}`);
+  // This process's own folder: what a killed process leaves there is removed at the next start.
+  const tmpDir = await ensureProcessTmpDir(cacheDir);
+  const tmp = path.join(tmpDir, `blob-${randomBytes(6).toString('hex')}`);
   const diff = createHash('sha256');
   const blob = createHash('sha256');
   let size = 0;

@@ -14,6 +14,7 @@ import { assembleImage, type AssembledImage } from '../image/assemble.js';
 import { dockerArchiveStream } from '../image/docker-archive.js';
 import { ListingCache } from '../image/listing-cache.js';
 import { FsStoreReader, type StoreReader } from '../image/store-reader.js';
+import { processTmpDir } from '../util/process-tmp.js';
 import { nixStep } from './nix-step.js';
 import { uploadBuild } from './cache-upload.js';
 import type { UploadReport } from '../nix/binary-cache.js';
@@ -102,6 +103,9 @@ export async function buildImage(p: Pipeline, req: BuildRequest): Promise<BuildO
   /** Builders kept for the cache upload, released at the end whatever happens. */
   const held: PlatformBuild[] = [];
   const signal = req.signal ? AbortSignal.any([req.signal, local.signal]) : local.signal;
+  p.buildSignal = req.signal;
+  // Alongside the identity and registry check; awaited before returning.
+  const leftovers = p.removeLeftovers();
 
   try {
     identity = await timed('hash', async () => req.identity ?? (await p.identify({ signal: req.signal })));
@@ -208,6 +212,8 @@ export async function buildImage(p: Pipeline, req: BuildRequest): Promise<BuildO
     }
     throw cancelled ? req.signal!.reason ?? err : cause;
   } finally {
+    await leftovers;
+    p.buildSignal = undefined;
     for (const b of held) await p.releaseRunner(b.runner!, b.target);
   }
 }
@@ -265,7 +271,11 @@ async function buildPlatform(
     const keep = config.builder.cache !== null && !nix.cached ? runner : null;
     if (keep) runner = null;
     return { target, platform, result: nix.result, assembled, nixCached: nix.cached, durations, ...(keep ? { runner: keep } : {}) };
-  } catch (err) {
+  } catch (caught) {
+    // A store read (or any step) that failed because the builder container vanished says so.
+    // (`runner` is set inside the open() closure: TypeScript cannot see that.)
+    const used = runner as NixRunner | null;
+    const err = !req.signal.aborted && used instanceof ContainerRunner ? await used.explain(caught) : caught;
     if (err !== null && typeof err === 'object' && !('phase' in err)) Object.assign(err, { phase });
     throw err;
   } finally {
@@ -321,7 +331,7 @@ async function uploadAfterBuild(p: Pipeline, runner: NixRunner, result: BuildRes
 }
 
 function readerFor(runner: NixRunner, cacheDir: string): StoreReader {
-  if (runner instanceof ContainerRunner) return new ContainerStoreReader(runner.container, path.join(cacheDir, 'tmp'));
+  if (runner instanceof ContainerRunner) return new ContainerStoreReader(runner.container, processTmpDir(cacheDir));
   return new FsStoreReader();
 }
 

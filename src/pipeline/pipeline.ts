@@ -5,6 +5,8 @@ import type Docker from 'dockerode';
 import { ContainerRunner } from '../builder/container-runner.js';
 import { stageInputs } from '../nix/inputs.js';
 import { collectGarbage } from '../builder/garbage.js';
+import { removeOrphans } from '../builder/ownership.js';
+import { removeDeadTmp } from '../util/process-tmp.js';
 import { openRunner } from '../builder/open-runner.js';
 import { ResultCache } from '../nix/result-cache.js';
 import type { NixRunner } from '../builder/runner.js';
@@ -39,6 +41,11 @@ export class Pipeline {
   private readonly warm = new Map<string, ContainerRunner>();
   /** Engines of platforms that name their own (`dockerHost`). */
   private readonly engines = new Map<string, Docker>();
+  /**
+   * The signal of the build under way (builds never overlap in one pipeline):
+   * plugin work inside its hooks, such as gc's nix-collect-garbage, stops with it.
+   */
+  buildSignal: AbortSignal | undefined;
 
   private constructor(
     readonly config: Config,
@@ -134,7 +141,8 @@ export class Pipeline {
           const r = await results.get(name, tag);
           for (const pkg of [...(r?.base ?? []), ...(r?.user ?? [])]) keepOutPaths.push(pkg.outPath);
         }
-        return collectGarbage(this.engine(), target, { projectDir: this.config.projectDir, keepOutPaths, signal });
+        const sig = signal && this.buildSignal ? AbortSignal.any([signal, this.buildSignal]) : signal ?? this.buildSignal;
+        return collectGarbage(this.engine(), target, { projectDir: this.config.projectDir, keepOutPaths, signal: sig });
       },
     };
   }
@@ -190,6 +198,33 @@ export class Pipeline {
       return;
     }
     if (runner !== this.warm.get(target.key)) await runner.close();
+  }
+
+  /**
+   * Removes what killed nixdocker processes left behind: this project's
+   * builder containers whose owner is gone, and the temporary files of dead
+   * processes under cacheDir/tmp. Never throws: it is housekeeping, and the
+   * engine may not be needed by this command at all.
+   */
+  async removeLeftovers(): Promise<void> {
+    try {
+      const n = await removeDeadTmp(this.config.cacheDir);
+      if (n > 0) this.log.debug(`removed ${n} temporary file(s) of nixdocker processes that are gone`);
+    } catch (err) {
+      this.log.debug(`could not clean ${this.config.cacheDir}/tmp: ${(err as Error).message}`);
+    }
+    if (this.config.builder.mode !== 'container') return;
+    try {
+      const orphans = await removeOrphans(this.engine(), this.config.projectDir, this.config.builder.volume);
+      if (orphans.length > 0) {
+        this.log.info(
+          { event: 'orphansRemoved', containers: orphans.map((o) => o.id.slice(0, 12)) },
+          `removed ${orphans.length} builder container(s) left by a nixdocker process that is gone`,
+        );
+      }
+    } catch (err) {
+      this.log.debug(`could not look for orphaned builder containers: ${(err as Error).message}`);
+    }
   }
 
   async shutdown(): Promise<void> {
