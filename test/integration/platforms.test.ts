@@ -69,6 +69,16 @@ if (await requireParts(test, ['engine', 'registry', 'nix', 'arm64-builder'])) {
     await cleanupDirs();
   });
 
+  test('harness: the arm64 test builder runs aarch64 code under qemu and its Nix builds for aarch64-linux', async () => {
+    const Docker = (await import('dockerode')).default;
+    const { runCaptured } = await import('../../src/engine/run.js');
+    const docker = new Docker();
+    assert.is((await docker.getImage(ARM64_BUILDER_IMAGE).inspect()).Architecture, 'arm64');
+    const r = await runCaptured(docker, { image: ARM64_BUILDER_IMAGE, cmd: ['sh', '-c', 'uname -m; nix-instantiate --eval -E builtins.currentSystem'] });
+    assert.is(r.exitCode, 0, r.output);
+    assert.equal(r.output.trim().split('\n'), ['aarch64', '"aarch64-linux"']);
+  });
+
   test('an arm64-only builder on this amd64 machine labels its image arm64, and the binaries are arm64', async () => {
     const dir = await offlineProject({ volume: VOLUME, image: ARM64_BUILDER_IMAGE, files: LOCAL('arm64-only') });
     const create = await runCli(['-C', dir, 'builder', 'create'], { env: env() });
@@ -170,6 +180,56 @@ if (await requireParts(test, ['engine', 'registry', 'nix', 'arm64-builder'])) {
     const rest = await build(await project('m-both', [AMD64, ARM64], files2));
     assert.equal(rest.builds!.map((x) => x.platform), ['linux/arm64']);
     assert.equal(archs(await rawIndex(rest.reference)), ['linux/amd64', 'linux/arm64']);
+  });
+
+  test('the daemon\'s pipeline: platforms side by side, one warm builder each, imageReady once; a failing platform is named and moves no tag', async () => {
+    const { loadConfig } = await import('../../src/config/load.js');
+    const { Pipeline } = await import('../../src/pipeline/pipeline.js');
+    const { buildImage } = await import('../../src/pipeline/build-image.js');
+    const { silentLogger } = await import('../../src/log.js');
+    const Docker = (await import('dockerode')).default;
+    const dir = await project('daemon', [AMD64, ARM64]);
+    const pipeline = await Pipeline.create((await loadConfig(dir)).config, silentLogger);
+    pipeline.keepWarm = true;
+    const ready: string[][] = [];
+    const failed: { platform: string | null; message: string }[] = [];
+    const phases = new Set<string>();
+    pipeline.hooks.imageReady.tap('test', (d) => void ready.push(d.platforms.map((x) => x.platform).sort()));
+    pipeline.hooks.buildFailed.tap('test', (f) => void failed.push({ platform: f.platform, message: f.message }));
+    pipeline.hooks.buildPhase.tap('test', (_id, phase, platform) => void (platform && phases.add(`${platform} ${phase}`)));
+    try {
+      const out = await buildImage(pipeline, { buildId: 1 });
+      assert.is(out.status, 'built');
+      assert.equal(ready, [['linux/amd64', 'linux/arm64']], 'imageReady once, after the index of both');
+      for (const p of ['linux/amd64', 'linux/arm64']) assert.ok(phases.has(`${p} build`), `${p} reports its own phases`);
+      // Kept warm for the next build: one builder container per platform, on its own volume.
+      const warm = await new Docker().listContainers({ filters: { label: ['org.nixdocker.role=build'] } });
+      const volumes = warm.map((c) => c.Labels['org.nixdocker.volume']);
+      assert.ok(volumes.includes(`${VOLUME}-amd64`) && volumes.includes(`${VOLUME}-arm64`), `warm builders: ${volumes.join(', ')}`);
+
+      // Only aarch64 fails to evaluate: the arm64 build fails, amd64 is cancelled, nothing is tagged.
+      const { writeFile } = await import('node:fs/promises');
+      const path = (await import('node:path')).default;
+      await writeFile(
+        path.join(dir, 'workdir/local.nix'),
+        `# ${process.pid} ${Date.now()}\n{ pkgs, ... }: if builtins.currentSystem == "aarch64-linux" then throw "no arm64 for this one" else [ pkgs.greet ]\n`,
+      );
+      const err = await buildImage(pipeline, { buildId: 2 }).then(() => null, (e: unknown) => e as Error);
+      assert.ok(err, 'the build fails');
+      assert.is(failed.length, 1);
+      assert.is(failed[0]!.platform, 'linux/arm64');
+      assert.match(failed[0]!.message, /^linux\/arm64: Nix could not evaluate/);
+      assert.match(failed[0]!.message, 'no arm64 for this one');
+      const hash = await runCli(['-C', dir, 'hash'], { env: env() });
+      const ref = hash.stdout.trim();
+      const repo = ref.slice(REGISTRY.length + 1, ref.lastIndexOf(':'));
+      const tags = (await (await fetch(`http://${REGISTRY}/v2/${repo}/tags/list`)).json()) as { tags: string[] | null };
+      const tag = ref.slice(ref.lastIndexOf(':') + 1);
+      assert.not.ok((tags.tags ?? []).some((t) => t.startsWith(tag)), 'no tag and no platform tag for the failed build');
+      assert.equal(ready.length, 1, 'no imageReady for the failed build');
+    } finally {
+      await pipeline.shutdown();
+    }
   });
 
   test('a builder that builds another platform than its entry says is a clear error naming the platform', async () => {
