@@ -11,6 +11,7 @@ import path from 'node:path';
 import { stopRegistries, cleanupDirs } from '../test/helpers/registry.js';
 import { identityBenchmarks } from './benchmarks/identity.js';
 import { pushBenchmarks } from './benchmarks/push.js';
+import { MULTI_PLATFORM_NAMES, platformBenchmarks } from './benchmarks/platforms.js';
 import { watchAvailable, watchBenchmarks, watchSkipped } from './benchmarks/watch.js';
 import { progress, REPO_ROOT } from './lib/proc.js';
 import { printTable } from './lib/table.js';
@@ -42,6 +43,10 @@ const GROUPS: Group[] = [
       { name: 'idle-rss', unit: 'bytes' },
     ],
     run: async () => ((await watchAvailable()) ? watchBenchmarks() : watchSkipped('nixdocker watch not available')),
+  },
+  {
+    names: MULTI_PLATFORM_NAMES.map((name) => ({ name, unit: 's' as const })),
+    run: platformBenchmarks,
   },
 ];
 
