@@ -150,7 +150,7 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
 
   test('a syntax error, then a fix: the daemon survives, reports through the hook and status, then builds', async () => {
     const dir = await project({ plugins: ['push', ['./changelog.mjs', { file: 'images.log' }]] });
-    await copyFile(path.join(REPO_ROOT, 'examples/plugins/changelog.mjs'), path.join(dir, 'changelog.mjs'));
+    await copyFile(path.join(REPO_ROOT, 'examples/plugins/nixdocker-plugin-changelog/index.js'), path.join(dir, 'changelog.mjs'));
     const w = await started(dir);
     const mark = w.events.length;
     await writeFile(path.join(dir, 'workdir/local.nix'), '{ pkgs, ... }: [ pkgs.greet\n');
@@ -177,10 +177,10 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
 
   test('the example plugin can veto builds (docs/plugins.md shows this very file)', async () => {
     const doc = await readFile(path.join(REPO_ROOT, 'docs/plugins.md'), 'utf8');
-    const example = await readFile(path.join(REPO_ROOT, 'examples/plugins/changelog.mjs'), 'utf8');
-    assert.ok(doc.includes(example.trim()), 'docs/plugins.md embeds examples/plugins/changelog.mjs verbatim');
+    const example = await readFile(path.join(REPO_ROOT, 'examples/plugins/nixdocker-plugin-changelog/index.js'), 'utf8');
+    assert.ok(doc.includes(example.trim()), 'docs/plugins.md embeds examples/plugins/nixdocker-plugin-changelog/index.js verbatim');
     const dir = await project({ plugins: ['push', './changelog.mjs'] }, { 'workdir/local.nix': local(`paused${process.pid}`) });
-    await copyFile(path.join(REPO_ROOT, 'examples/plugins/changelog.mjs'), path.join(dir, 'changelog.mjs'));
+    await copyFile(path.join(REPO_ROOT, 'examples/plugins/nixdocker-plugin-changelog/index.js'), path.join(dir, 'changelog.mjs'));
     await writeFile(path.join(dir, 'PAUSE'), '');
     const w = watch(dir);
     const skipped = await w.event('buildSkipped', 60_000);

@@ -1,16 +1,26 @@
+// @ts-check
 // A complete nixdocker plugin: keeps a changelog of every image that became
 // ready, and lets a user pause builds by creating a file named PAUSE in the
-// project. Use it with  "plugins": ["push", ["./changelog.mjs", { "file": "images.log" }]]
+// project. Install it (npm install ./nixdocker-plugin-changelog, or from a
+// registry) and list it with its options:
+//   "plugins": ["push", ["nixdocker-plugin-changelog", { "file": "images.log" }]]
+// As a single file it works too: "plugins": ["push", "./changelog.mjs"].
 import { appendFile, access } from 'node:fs/promises';
 import path from 'node:path';
 
+/** @implements {import('nixdocker').Plugin} */
 export default class ChangelogPlugin {
   name = 'changelog';
 
+  /** @param {{ file?: string }} [options] the options of the config entry */
   constructor(options = {}) {
     this.file = options.file ?? 'images.log';
   }
 
+  /**
+   * @param {import('nixdocker').PluginHooks} hooks
+   * @param {import('nixdocker').PluginContext} context
+   */
   apply(hooks, context) {
     const project = context.config.projectDir;
 
@@ -24,7 +34,8 @@ export default class ChangelogPlugin {
     hooks.imageReady.tapPromise(this.name, async (image) => {
       const seconds = Object.values(image.durations).reduce((a, b) => a + b, 0) / 1000;
       const changed = image.changed.length > 0 ? image.changed.join(' ') : 'first build';
-      await appendFile(path.join(project, this.file), `${image.image} ${image.digest} ${seconds.toFixed(1)}s ${changed}\n`);
+      const where = image.destinations.join('+') || 'nowhere';
+      await appendFile(path.join(project, this.file), `${image.image} ${image.digest} ${seconds.toFixed(1)}s ${where} ${changed}\n`);
       context.log.info(`changelog: recorded ${image.tag.slice(0, 12)}`);
     });
 
