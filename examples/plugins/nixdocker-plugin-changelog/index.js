@@ -8,7 +8,9 @@
 import { appendFile, access } from 'node:fs/promises';
 import path from 'node:path';
 
-/** @implements {import('nixdocker').Plugin} */
+/** @typedef {import('nixdocker').Plugin} Plugin */
+
+/** @implements {Plugin} */
 export default class ChangelogPlugin {
   name = 'changelog';
 
