@@ -430,6 +430,60 @@ part_dockerd() {
   fi
 }
 
+# --- 10. remote-builder image ---------------------------------------------------
+# A second builder image for the remote-builder tests: the test builder's
+# packages plus openssh-server (which brings the ssh client Nix needs on the
+# sending side). Tests start it with sshd on a loopback port of the host network.
+SSH_BUILDER_IMAGE=localhost/nixdocker-test-ssh-builder:latest
+SSH_ROOTFS_INCLUDE=$ROOTFS_INCLUDE,openssh-server
+
+ssh_builder_key() {
+  { echo "$SUITE $SSH_ROOTFS_INCLUDE"; builder_nix_conf; echo v1; } | sha256sum | cut -c1-16
+}
+
+ensure_ssh_builder_image() {
+  local key have
+  key=$(ssh_builder_key)
+  if podman image exists "$SSH_BUILDER_IMAGE"; then
+    have=$(podman image inspect --format '{{index .Labels "nixdocker.test-builder.key"}}' "$SSH_BUILDER_IMAGE" 2>/dev/null || true)
+    if [[ $have == "$key" ]]; then
+      log "remote-builder image $SSH_BUILDER_IMAGE present"
+      return 0
+    fi
+    log "remote-builder image $SSH_BUILDER_IMAGE is outdated (key '$have', want '$key'); rebuilding"
+  fi
+  local tar=$CACHE/test-ssh-builder-$SUITE-$key.tar mirrors=() line f settings
+  rm -rf "$tar.tmp"
+  if [[ -f $tar ]]; then
+    log "using cached rootfs $tar"
+  else
+    while IFS= read -r line; do [[ -n $line ]] && mirrors+=("$line"); done < <(host_mirrors)
+    if ((${#mirrors[@]} == 0)); then
+      for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+        [[ -f $f ]] && grep -qw "$SUITE" "$f" && mirrors+=("$f")
+      done
+    fi
+    settings=$(printf ' %q' "${NIX_SETTINGS[@]}")
+    mkdir -p "$CACHE"
+    log "building the remote-builder rootfs with mmdebstrap"
+    # openssh-server's postinst makes host keys: fine for a loopback test server.
+    mmdebstrap --variant=apt --format=tar --include="$SSH_ROOTFS_INCLUDE" \
+      --customize-hook='mkdir -p "$1/etc/nix" "$1/nix" "$1/run/sshd" "$1/root/.ssh"' \
+      --customize-hook="printf '%s\\n'$settings >\"\$1/etc/nix/nix.conf\"" \
+      --customize-hook='test -x "$1/usr/sbin/sshd" && test -x "$1/usr/bin/ssh" && test -e "$1/etc/ssh/ssh_host_ed25519_key"' \
+      "$SUITE" "$tar.tmp" "${mirrors[@]}" >&2
+    mv -f "$tar.tmp" "$tar"
+  fi
+  log "importing $tar as $SSH_BUILDER_IMAGE"
+  podman import --quiet \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'CMD ["/bin/sh"]' \
+    --change "LABEL nixdocker.test-builder.key=$key" \
+    "$tar" "$SSH_BUILDER_IMAGE" >/dev/null
+  podman run --rm "$SSH_BUILDER_IMAGE" sh -c 'nix-build --version && ssh -V' >&2 ||
+    die "nix-build or ssh does not run in $SSH_BUILDER_IMAGE"
+}
+
 # --- commands ----------------------------------------------------------------
 env_lines() {
   printf 'export NIXDOCKER_SERVICES_DIR=%q\n' "$STATE"
@@ -438,6 +492,7 @@ env_lines() {
   printf 'export NIXDOCKER_TEST_BUILDER_IMAGE=%q\n' "$BUILDER_IMAGE"
   printf 'export NIXDOCKER_TEST_ARM64_BUILDER_IMAGE=%q\n' "$ARM64_BUILDER_IMAGE"
   printf 'export NIXDOCKER_TEST_DOCKERD_HOST=%q\n' "unix://$DOCKERD_SOCK"
+  printf 'export NIXDOCKER_TEST_SSH_BUILDER_IMAGE=%q\n' "$SSH_BUILDER_IMAGE"
   printf 'export NIX_REMOTE=\n'
 }
 
@@ -453,6 +508,7 @@ cmd_up() {
   ensure_builder_image
   start_part arm64-builder
   start_part dockerd
+  ensure_ssh_builder_image
   env_lines >"$STATE/env"
   log "ready in $((SECONDS - t0)) s; environment in $STATE/env"
   env_lines

@@ -16,6 +16,8 @@ export interface RemoteBuilderSetup {
   files: StagedFile[];
   /** Environment for nix-store, given the staging root as Nix sees it. */
   env(root: string): Record<string, string>;
+  /** Each builder's URI as Nix names it (with the alias) → as configured, for messages. */
+  names: Record<string, string>;
 }
 
 /**
@@ -32,6 +34,7 @@ export function remoteBuilderSetup(config: Config, inContainer: boolean): Remote
   const keyPath = files.key ? (inContainer ? `${SSH_DIR}/key` : files.key) : null;
   const knownPath = files.knownHosts ? (inContainer ? `${SSH_DIR}/known_hosts` : files.knownHosts) : null;
   const hosts: string[] = [];
+  const names: Record<string, string> = {};
   const lines = b.remoteBuilders.map((line, i) => {
     const fields = line.trim().split(/\s+/);
     const m = /^(ssh(?:-ng)?):\/\/(?:([^@\s]+)@)?(\[[^\]]+\]|[^:\s]+)(?::(\d+))?$/.exec(fields[0]!);
@@ -41,7 +44,9 @@ export function remoteBuilderSetup(config: Config, inContainer: boolean): Remote
     const [, scheme, user, host, port] = m;
     const alias = `nixdocker-builder-${i + 1}`;
     hosts.push(`Host ${alias}`, `  HostName ${host!.replace(/^\[|\]$/g, '')}`, ...(port ? [`  Port ${port}`] : []), '');
-    return [`${scheme}://${user ? `${user}@` : ''}${alias}`, ...fields.slice(1)].join(' ');
+    const uri = `${scheme}://${user ? `${user}@` : ''}${alias}`;
+    names[uri] = fields[0]!;
+    return [uri, ...fields.slice(1)].join(' ');
   });
   const common = [
     'Host *',
@@ -58,6 +63,7 @@ export function remoteBuilderSetup(config: Config, inContainer: boolean): Remote
     builders: lines.join(' ; '),
     files: [{ path: CONFIG_PATH, bytes: Buffer.from([...hosts, ...common].join('\n')) }],
     env: (root) => ({ NIX_SSHOPTS: `-F ${root}/${CONFIG_PATH}` }),
+    names,
   };
 }
 

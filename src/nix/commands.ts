@@ -64,6 +64,8 @@ export interface RealiseOptions extends NixStepOptions {
   /** `--option` arguments (substituters, keys, builders). */
   nixArgs?: string[];
   env?: Record<string, string>;
+  /** Remote builders as Nix names them: their outputs come back as copies, which are not fetches. */
+  remoteBuilders?: string[];
 }
 
 /** Builds (or finds in the store, or fetches) every derivation; reports what it really did. */
@@ -77,7 +79,7 @@ export async function realise(runner: NixRunner, drvPaths: string[], opts: Reali
     onStderrLine: (line) => {
       opts.onLog?.(line);
       const fetched = /^copying path '(\/nix\/store\/[^']+)' from '([^']+)'/.exec(line);
-      if (fetched) report.fetched.push(fetched[1]!);
+      if (fetched && !opts.remoteBuilders?.includes(fetched[2]!)) report.fetched.push(fetched[1]!);
       const refused = /^warning: the substitute for '([^']+)' from '([^']+)' is not signed by any of the keys/.exec(line);
       if (refused) report.refused.push({ path: refused[1]!, substituter: refused[2]! });
       const down = /cannot build on '([^']+)': (.*)$/.exec(line);

@@ -18,6 +18,8 @@ export interface NixBuildOptions {
   nixArgs?: string[];
   /** Given the staging root as Nix sees it. */
   nixEnv?: (root: string) => Record<string, string>;
+  /** Remote builders as Nix names them → as configured (copies back from them are not fetches). */
+  remoteNames?: Record<string, string>;
 }
 
 /** Evaluates, builds and queries the closure: everything image assembly needs. */
@@ -37,9 +39,9 @@ export async function buildEnvironment(runner: NixRunner, config: Config, identi
   const ev = await timed('evaluate', () => evaluate(runner, nixManifest(config), step));
   const packages = [...ev.base, ...ev.user];
   const report = await timed('build', () =>
-    realise(runner, packages.map((p) => p.drvPath), { ...step, onProgress: opts.onProgress, nixArgs: opts.nixArgs, env: opts.nixEnv?.(runner.root) }),
+    realise(runner, packages.map((p) => p.drvPath), { ...step, onProgress: opts.onProgress, nixArgs: opts.nixArgs, env: opts.nixEnv?.(runner.root), remoteBuilders: Object.keys(opts.remoteNames ?? {}) }),
   );
-  warnAbout(report, opts.log);
+  warnAbout(report, opts.log, opts.remoteNames ?? {});
   const closure = await timed('closure', () => queryClosure(runner, packages.map((p) => p.outPath), step));
   return {
     name: identity.name,
@@ -57,9 +59,13 @@ export async function buildEnvironment(runner: NixRunner, config: Config, identi
 }
 
 /** Nix carries on after these (it builds locally), but the user should know why it was slow. */
-function warnAbout(report: RealiseReport, log: Logger): void {
+function warnAbout(report: RealiseReport, log: Logger, names: Record<string, string>): void {
   for (const u of uniqueBy(report.unreachable, (x) => x.builder)) {
-    log.warn({ builder: u.builder }, `remote builder ${u.builder} could not be used (${u.reason}); Nix built locally instead (check builder.remoteBuilders and builder.sshKeyFile)`);
+    const name = names[u.builder] ?? u.builder;
+    log.warn(
+      { builder: name },
+      `remote builder ${name} could not be used (${u.reason}); Nix built locally instead (check builder.remoteBuilders, builder.sshKeyFile and builder.sshKnownHostsFile)`,
+    );
   }
   const refused = uniqueBy(report.refused, (x) => x.substituter);
   for (const r of refused) {

@@ -251,6 +251,7 @@ async function buildPlatform(
       onProgress: req.onProgress,
       nixArgs: p.nixSettings().args,
       nixEnv: (root) => p.nixSettings().env(root),
+      remoteNames: p.nixSettings().remoteNames,
     });
     Object.assign(durations, nix.cached ? {} : nix.result.phases);
     await checkBuiltSystem(p, target, nix.result.system);

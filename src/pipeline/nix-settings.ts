@@ -10,6 +10,8 @@ export interface NixBuildSettings {
   env(root: string): Record<string, string>;
   /** Extra files for the staging root (the ssh_config of the remote builders). */
   files: StagedFile[];
+  /** Remote builders as Nix names them → as configured. */
+  remoteNames: Record<string, string>;
 }
 
 /**
@@ -29,5 +31,5 @@ export function nixBuildSettings(config: Config): NixBuildSettings {
     option('builders', remote.builders);
     option('builders-use-substitutes', String(b.useSubstitutesOnRemote));
   }
-  return { args, env: (root) => remote?.env(root) ?? {}, files: remote?.files ?? [] };
+  return { args, env: (root) => remote?.env(root) ?? {}, files: remote?.files ?? [], remoteNames: remote?.names ?? {} };
 }

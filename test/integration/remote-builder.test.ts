@@ -1,0 +1,158 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import Docker from 'dockerode';
+import { execa } from 'execa';
+import { readFile, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { cleanupProjects, runCli } from '../helpers/project.js';
+import { inVolume, offlineProject, removeVolume, requireParts } from '../helpers/services.js';
+import { cleanupDirs, freePort, tmpDir, waitUntil } from '../helpers/registry.js';
+
+const test = suite('remote builder (real nix over ssh)');
+/** The second builder image of scripts/services.sh: the test builder plus openssh-server. */
+const SSH_IMAGE = process.env.NIXDOCKER_TEST_SSH_BUILDER_IMAGE ?? 'localhost/nixdocker-test-ssh-builder:latest';
+const VOLUME = `nixdocker-test-remote-${process.pid}`;
+const env = { DOCKER_HOST: process.env.DOCKER_HOST };
+
+interface BuildJson {
+  reference: string;
+  nix: { built: number; fetched: number; remote: number };
+  result: { built: string[]; builtRemotely: string[]; user: { name: string; outPath: string }[] };
+}
+
+async function sshImagePresent(): Promise<boolean> {
+  try {
+    await new Docker().getImage(SSH_IMAGE).inspect();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const listening = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
+    s.on('error', () => resolve(false));
+  });
+
+const ready = (await requireParts(test, ['engine', 'registry', 'nix'])) && (await sshImagePresent() || missingImage());
+
+/** Skips outside CI, fails in CI, like requireParts. */
+function missingImage(): false {
+  const message = `the remote-builder image ${SSH_IMAGE} is missing; run \`bash scripts/services.sh up\``;
+  if (process.env.CI) {
+    test('the remote-builder image is present', () => {
+      throw new Error(message);
+    });
+  } else {
+    process.stderr.write(`\n[skip] ${message}\n`);
+    test.skip('the remote-builder image is present', () => {});
+  }
+  return false;
+}
+
+if (ready) {
+  const docker = new Docker();
+  let remote: Docker.Container;
+  let port: number;
+  let keys: string;
+  let privateKey: string;
+
+  test.before(async () => {
+    keys = await tmpDir('nixdocker-ssh-');
+    await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'nixdocker-test', '-f', path.join(keys, 'id')]);
+    privateKey = await readFile(path.join(keys, 'id'), 'utf8');
+    port = await freePort();
+    // sshd on a loopback port of the host network; the builder container reaches it over the same network.
+    remote = await docker.createContainer({
+      Image: SSH_IMAGE,
+      name: `nixdocker-test-sshd-${process.pid}`,
+      Cmd: ['sh', '-c', `mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e -p ${port} -o ListenAddress=127.0.0.1 -o PermitRootLogin=prohibit-password`],
+      HostConfig: {
+        NetworkMode: 'host',
+        Mounts: [{ Type: 'bind', Source: path.join(keys, 'id.pub'), Target: '/root/.ssh/authorized_keys', ReadOnly: true }],
+      },
+    });
+    await remote.start();
+    await waitUntil(`sshd on 127.0.0.1:${port}`, () => listening(port), 30_000);
+    const hostKey = await execIn(remote, ['cat', '/etc/ssh/ssh_host_ed25519_key.pub']);
+    await writeFile(path.join(keys, 'known_hosts'), `[127.0.0.1]:${port} ${hostKey.split(' ').slice(0, 2).join(' ')}\n`);
+  });
+
+  test.after(async () => {
+    await remote?.remove({ force: true }).catch(() => {});
+    await removeVolume(VOLUME);
+    await cleanupProjects();
+    await cleanupDirs();
+  });
+
+  const project = async (builderPort: number, nonce: string) =>
+    offlineProject({
+      volume: VOLUME,
+      image: SSH_IMAGE,
+      config: {
+        builder: {
+          remoteBuilders: [`ssh://root@127.0.0.1:${builderPort} ${process.arch === 'arm64' ? 'aarch64-linux' : 'x86_64-linux'} - 2`],
+          sshKeyFile: path.join(keys, 'id'),
+          sshKnownHostsFile: path.join(keys, 'known_hosts'),
+        },
+      },
+      files: { 'workdir/local.nix': `{ pkgs, ... }: [ (pkgs.writeScriptBin "remote-${nonce}" "echo built remotely ${nonce}") ]\n` },
+    });
+
+  test('a build sent to the remote builder over SSH lands in the local store, and the image runs it', async () => {
+    const nonce = `${process.pid}${Date.now()}`;
+    const dir = await project(port, nonce);
+    const create = await runCli(['-C', dir, 'builder', 'create'], { env });
+    assert.is(create.exitCode, 0, create.stderr);
+    const r = await runCli(['-C', dir, '--log-level', 'debug', 'build', '--load', '--json'], { env, timeoutMs: 240_000 });
+    assert.is(r.exitCode, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as BuildJson;
+    assert.ok(out.nix.built > 0);
+    assert.is(out.nix.remote, out.nix.built, 'every derivation went to the remote builder');
+    assert.is(out.nix.fetched, 0, 'outputs copied back from the builder are not fetches');
+    assert.ok(out.result.builtRemotely.some((d) => d.endsWith(`-remote-${nonce}.drv`)));
+    const outPath = out.result.user[0]!.outPath;
+    // Built over there, copied here.
+    assert.is((await execIn(remote, ['sh', '-c', `test -x ${outPath}/bin/remote-${nonce} && echo yes`])).trim(), 'yes');
+    const local = await inVolume(VOLUME, ['ls', outPath]);
+    assert.is(local.exitCode, 0, local.output);
+    const run = await execa('podman', ['run', '--rm', out.reference, `remote-${nonce}`], { reject: false });
+    assert.is(run.stdout.trim(), `built remotely ${nonce}`, run.stderr);
+    // The key reached ssh through a read-only mount; its content shows nowhere in the debug log.
+    assert.not.ok(r.stderr.includes(privateKey.split('\n')[1]!), 'the SSH key is in the log');
+  });
+
+  test('a remote builder that is down: Nix builds locally, with a warning naming the builder', async () => {
+    const nonce = `${process.pid}${Date.now()}down`;
+    const down = await freePort();
+    const dir = await project(down, nonce);
+    const r = await runCli(['-C', dir, 'build', '--load', '--json'], { env, timeoutMs: 240_000 });
+    assert.is(r.exitCode, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as BuildJson;
+    assert.is(out.nix.remote, 0);
+    assert.ok(out.result.built.some((d) => d.endsWith(`-remote-${nonce}.drv`)));
+    assert.match(r.stderr, `remote builder ssh://root@127.0.0.1:${down} could not be used`);
+    assert.match(r.stderr, 'Nix built locally instead');
+  });
+}
+
+/** Runs a command in a running container and returns its stdout (demultiplexed). */
+async function execIn(container: Docker.Container, cmd: string[]): Promise<string> {
+  const exec = await container.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
+  const stream = await exec.start({ hijack: true, stdin: false });
+  const { PassThrough } = await import('node:stream');
+  const out = new PassThrough();
+  const chunks: Buffer[] = [];
+  out.on('data', (c: Buffer) => chunks.push(c));
+  new Docker().modem.demuxStream(stream, out, new PassThrough());
+  await new Promise<void>((resolve, reject) => {
+    stream.on('end', resolve);
+    stream.on('close', resolve);
+    stream.on('error', reject);
+  });
+  return Buffer.concat(chunks).toString();
+}
+
+test.run();
