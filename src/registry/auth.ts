@@ -4,6 +4,7 @@
  * `Bearer` trades them (or nothing, for anonymous pulls) for a token from the
  * realm, cached per scope set until it expires.
  */
+import { createHash } from 'node:crypto';
 import { readBody, type HttpRequest, type HttpResponse, header } from './http.js';
 import { denied, unauthorized } from './errors.js';
 import type { Credentials } from './types.js';
@@ -43,6 +44,8 @@ interface CachedToken {
   expiresAt: number;
   /** What it was asked for. */
   scopes: string[];
+  /** Which credentials got it (credentialsKey): new credentials get a new token. */
+  creds: string;
 }
 
 /** Sends one request without authentication, for the token realm (retries and logging are the caller's). */
@@ -81,11 +84,21 @@ export class Authenticator {
     const challenges = parseChallenges(header(res, 'www-authenticate') ?? '');
     const bearer = challenges.find((c) => c.scheme === 'bearer' && c.params.realm);
     const basic = challenges.find((c) => c.scheme === 'basic');
+    // Every challenge looks the credentials up again: a `docker login` (or a
+    // credential helper that answers now) after the daemon started counts,
+    // and a failed lookup is never remembered.
+    this.credentials = undefined;
     const creds = await this.creds();
+    const credsNow = credentialsKey(creds);
     if (bearer) {
       const asked = (bearer.params.scope ?? '').split(' ').filter(Boolean);
       const key = scopeKey(scopes);
-      const cached = this.tokens.get(key);
+      let cached = this.tokens.get(key);
+      if (cached && cached.creds !== credsNow) {
+        // Got with other credentials (or none): worthless now.
+        this.tokens.delete(key);
+        cached = undefined;
+      }
       if (sent && sent === `Bearer ${cached?.value}` && bearer.params.error === 'insufficient_scope' && asked.every((s) => cached!.scopes.includes(s))) {
         // The token carries what the registry asks for, and it still says no.
         throw denied(this.host, repo, creds);
@@ -106,7 +119,8 @@ export class Authenticator {
     }
     if (basic) {
       if (!creds || creds.password === undefined) throw unauthorized(this.host, creds);
-      if (sent?.startsWith('Basic ')) throw unauthorized(this.host, creds);
+      // The very credentials we sent were refused; other ones (a new login) get their try.
+      if (sent === basicHeader(creds)) throw unauthorized(this.host, creds);
       this.mode = 'basic';
       return;
     }
@@ -157,12 +171,18 @@ export class Authenticator {
     if (!value) throw unauthorized(this.host, creds, `the token service at ${url.host} sent no token`);
     const lifetime = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : MIN_TOKEN_LIFETIME_S;
     // Renew a little early so a token never expires between our check and the registry's.
-    return { value, scopes, expiresAt: Date.now() + Math.max(1, lifetime - 10) * 1000 };
+    return { value, scopes, creds: credentialsKey(creds), expiresAt: Date.now() + Math.max(1, lifetime - 10) * 1000 };
   }
 }
 
 function basicHeader(creds: Credentials): string {
   return `Basic ${Buffer.from(`${creds.username}:${creds.password ?? ''}`).toString('base64')}`;
+}
+
+/** Tells credentials apart without keeping them in the clear: a hash, never logged. */
+function credentialsKey(creds: Credentials | null): string {
+  if (!creds) return 'anonymous';
+  return createHash('sha256').update(JSON.stringify([creds.username, creds.password ?? null, creds.identityToken ?? null])).digest('hex');
 }
 
 function scopeKey(scopes: string[]): string {

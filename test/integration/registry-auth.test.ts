@@ -122,6 +122,30 @@ basic('wrong password from the environment: a UserError naming the source, never
   for (const l of lines) assert.not.ok(l.includes(wrong) || l.includes(Buffer.from(`${USER}:${wrong}`).toString('base64')));
 });
 
+basic('a docker login after a refusal counts: the same client looks the credentials up again', async () => {
+  const DOCKER_CONFIG = await dockerConfigDir({ auths: {} });
+  const c = make({ host: reg.host, env: { DOCKER_CONFIG } });
+  const err = await c.getManifestDigest('team/basic', 'latest').catch((e: unknown) => e);
+  assert.instance(err, UserError, 'no credentials yet');
+  // What `docker login` writes, while the client (a daemon's) lives on.
+  await writeFile(path.join(DOCKER_CONFIG, 'config.json'), JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from(`${USER}:${PASSWORD}`).toString('base64') } } }));
+  const digest = await pushImage(c, 'team/relogin');
+  assert.is(await c.getManifestDigest('team/relogin', 'latest'), digest);
+});
+
+basic('a credential helper that failed answers later: its failure is not remembered', async () => {
+  const bin = await tmpDir('nixdocker-helper-');
+  const ready = path.join(bin, 'ready');
+  const helper = path.join(bin, 'docker-credential-flaky');
+  await writeFile(helper, `#!/bin/sh\nread host\n[ -e ${ready} ] || { echo 'not logged in' >&2; exit 1; }\nprintf '{"ServerURL":"%s","Username":"${USER}","Secret":"${PASSWORD}"}' "$host"\n`, { mode: 0o755 });
+  const DOCKER_CONFIG = await dockerConfigDir({ credHelpers: { [reg.host]: 'flaky' } });
+  const c = make({ host: reg.host, env: { DOCKER_CONFIG, PATH: `${bin}:${process.env.PATH}` } });
+  const err = await c.getManifestDigest('team/helper', 'latest').catch((e: unknown) => e);
+  assert.instance(err, Error, 'the helper fails first');
+  await writeFile(ready, '');
+  await pushImage(c, 'team/flaky');
+});
+
 basic('credentials from a credential helper named in credHelpers', async () => {
   const bin = await tmpDir('nixdocker-helper-');
   const helper = path.join(bin, 'docker-credential-test');
@@ -195,6 +219,16 @@ bearer('a wrong password at the token realm: a UserError, never the password', a
   assert.match((err as UserError).message, `user "${USER}"`);
   assert.not.ok(errorText(err).includes(wrong));
   for (const l of lines) assert.not.ok(l.includes(wrong));
+});
+
+bearer('anonymous first, then a docker login: the same client gets a token with the new credentials', async () => {
+  const DOCKER_CONFIG = await dockerConfigDir({ auths: {} });
+  const c = make({ host: treg.host, env: { DOCKER_CONFIG } });
+  const err = await c.pushBlob('team/later', blobOf('before login')).catch((e: unknown) => e);
+  assert.instance(err, UserError);
+  await writeFile(path.join(DOCKER_CONFIG, 'config.json'), JSON.stringify({ auths: { [treg.host]: { auth: Buffer.from(`${USER}:${PASSWORD}`).toString('base64') } } }));
+  assert.is(await c.pushBlob('team/later', blobOf('after login')), 'uploaded');
+  assert.ok(tokens.requests.some((r) => r.user === USER && r.scopes.includes('repository:team/later:pull,push')));
 });
 
 bearer.run();
