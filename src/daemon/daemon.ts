@@ -88,10 +88,18 @@ export class Daemon {
         }
       });
 
-      this.watcher = new InputWatcher(this.config, (rel) => {
-        this.log.debug({ event: 'change', path: rel }, `changed: ${rel}`);
-        this.scheduler?.notify([rel]);
-      });
+      this.watcher = new InputWatcher(
+        this.config,
+        (rel) => {
+          this.log.debug({ event: 'change', path: rel }, `changed: ${rel}`);
+          this.scheduler?.notify([rel]);
+        },
+        // The daemon keeps running: the watcher polls after a watch limit, and goes on otherwise.
+        (err) => {
+          const code = ((err as { cause?: NodeJS.ErrnoException }).cause ?? (err as NodeJS.ErrnoException)).code;
+          this.log.warn({ event: 'watchError', code }, `file watcher: ${isUserError(err) ? err.format() : err.message}`);
+        },
+      );
       await this.watcher.start();
       await this.status.update(() => {});
       this.log.info({ event: 'watching', envDir: this.config.envDir, userConfig: this.config.userConfig }, `watching ${[this.config.envDir, ...this.config.userConfig].join(', ')}`);

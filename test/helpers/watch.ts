@@ -21,8 +21,11 @@ export class WatchProcess {
   private rest = '';
   stderr = '';
 
-  constructor(dir: string, extraEnv: Record<string, string | undefined> = {}) {
-    this.child = execa(process.execPath, [BIN, '-C', dir, '--json-logs', '--log-level', 'debug', 'watch'], {
+  /** `prefix`: a command that runs the daemon, e.g. in a user namespace with its own limits. */
+  constructor(dir: string, extraEnv: Record<string, string | undefined> = {}, prefix: string[] = []) {
+    const argv = [process.execPath, BIN, '-C', dir, '--json-logs', '--log-level', 'debug', 'watch'];
+    const [cmd, ...args] = [...prefix, ...argv] as [string, ...string[]];
+    this.child = execa(cmd, args, {
       reject: false,
       env: { DOCKER_HOST: process.env.DOCKER_HOST, ...extraEnv },
       stdin: 'ignore',
