@@ -23,11 +23,12 @@ import type { ImageDescription, Plugin, PluginContext } from '../src/hooks.js';
  * Engine: the images REGISTRY/NAMESPACE/NAME:TAG of the old tags are removed
  * when present (pulled or loaded); one a container uses stays until later.
  *
- * Nix (`nix: true`, container mode only): builds register no GC roots, so a
- * plain nix-collect-garbage would empty the builder's store, the current
- * image's packages included. Before collecting, the core roots the Nix
- * outputs of the newest `keep` images of each of this project's repositories
- * (their remembered build results) under /nix/var/nix/gcroots/nixdocker/.
+ * Nix (`nix: true`, container mode only): each build roots its own image's
+ * packages (under /nix/var/nix/gcroots/nixdocker/<project>/current), so the
+ * current image survives any collection. Before collecting, the core also
+ * roots the Nix outputs of the newest `keep` images of each of this
+ * project's repositories (their remembered build results) beside it, in
+ * /nix/var/nix/gcroots/nixdocker/<project>/keep.
  * Everything else in builder.volume is deleted, which costs later builds:
  * - .drv files and build-time-only inputs, fetched sources included (the
  *   nixpkgs tarball of env/pkgs.nix is downloaded again at the next evaluation);
@@ -35,7 +36,7 @@ import type { ImageDescription, Plugin, PluginContext } from '../src/hooks.js';
  *   them again (and if its layers are no longer in the layer cache, its
  *   remembered result points at deleted paths: `nixdocker build --force`);
  * - the store paths of every other project sharing the volume (the default
- *   "nixdocker-store") that does not root its own with gc, and the fresh,
+ *   "nixdocker-store") other than its current image's, and the fresh,
  *   not-yet-read outputs of a build such a project runs meanwhile.
  * Give a project with `nix: true` a builder.volume of its own. The collection
  * runs inside imageReady, so this project's next build waits for it.

@@ -3,6 +3,7 @@ import type Docker from 'dockerode';
 import { isUserError, UserError } from '../errors.js';
 import { isConnectionError, isNotFound, engineUnreachable } from '../engine/engine.js';
 import { builderLabels, HEARTBEAT_FILE, KEEP_ALIVE } from './ownership.js';
+import { containerBuildRoots } from './gc-roots.js';
 import { stagedTar, type StagedFile } from './staging.js';
 import { LineSplitter, type NixRunner, type RunOptions, type RunResult } from './runner.js';
 
@@ -51,6 +52,7 @@ export class ContainerRunner implements NixRunner {
   private constructor(
     private readonly docker: Docker,
     readonly container: Docker.Container,
+    readonly gcRoots: string,
   ) {}
 
   static async open(docker: Docker, target: BuilderTarget, files: StagedFile[], life: BuilderLife, signal?: AbortSignal): Promise<ContainerRunner> {
@@ -77,7 +79,7 @@ export class ContainerRunner implements NixRunner {
     } catch (err) {
       throw isConnectionError(err) ? engineUnreachable(err) : err;
     }
-    const runner = new ContainerRunner(docker, container);
+    const runner = new ContainerRunner(docker, container, containerBuildRoots(life.projectDir));
     try {
       await container.start();
       runner.beat(life.idleSeconds);

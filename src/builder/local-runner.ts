@@ -10,16 +10,19 @@ import { LineSplitter, type NixRunner, type RunOptions, type RunResult } from '.
  * build sees exactly the files a container build sees.
  */
 export class LocalRunner implements NixRunner {
-  private constructor(readonly root: string) {}
+  private constructor(
+    readonly root: string,
+    readonly gcRoots: string,
+  ) {}
 
-  static async open(files: StagedFile[]): Promise<LocalRunner> {
+  static async open(files: StagedFile[], gcRoots: string): Promise<LocalRunner> {
     const root = await mkdtemp(path.join(tmpdir(), 'nixdocker-build-'));
     for (const f of files) {
       const p = path.join(root, f.path);
       await mkdir(path.dirname(p), { recursive: true });
       await writeFile(p, f.bytes);
     }
-    return new LocalRunner(root);
+    return new LocalRunner(root, gcRoots);
   }
 
   async run(cmd: string[], opts: RunOptions): Promise<RunResult> {

@@ -5,6 +5,13 @@
 export interface NixRunner {
   /** Absolute path, as Nix sees it, of the staged inputs (nix/ and project/). */
   readonly root: string;
+  /**
+   * Where this project's GC roots live, as Nix sees it: a build roots its
+   * outputs (so the image's whole closure) there, replacing the previous set
+   * once it succeeds. One folder per project, so projects sharing a store
+   * never drop each other's roots.
+   */
+  readonly gcRoots: string;
   /** Runs one command; stderr arrives line by line while it runs. */
   run(cmd: string[], opts: RunOptions): Promise<RunResult>;
   /** Stops whatever still runs and removes what the runner created. */

@@ -73,7 +73,12 @@ export async function realise(runner: NixRunner, drvPaths: string[], opts: Reali
   const report: RealiseReport = { built: [], fetched: [], builtRemotely: [], refused: [], unreachable: [] };
   if (drvPaths.length === 0) return report;
   const progress: NixProgress = { total: 0, started: 0, current: null };
-  const r = await runner.run(['nix-store', '--realise', ...(opts.nixArgs ?? []), ...unique(drvPaths)], {
+  // Rooted in a fresh folder that replaces the project's roots only once the build succeeded, so a
+  // failed or cancelled build leaves the last image's roots (and Nix's --add-root warning is gone).
+  const roots = runner.gcRoots;
+  const script = 'r=$1; shift; rm -rf "$r.new" && mkdir -p "$r.new" || exit 1; "$@" || exit $?; rm -rf "$r" && mv "$r.new" "$r"';
+  const cmd = ['nix-store', '--realise', '--add-root', `${roots}.new/out`, ...(opts.nixArgs ?? []), ...unique(drvPaths)];
+  const r = await runner.run(['sh', '-c', script, 'sh', roots, ...cmd], {
     signal: opts.signal,
     env: opts.env,
     onStderrLine: (line) => {

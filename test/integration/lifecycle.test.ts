@@ -7,7 +7,7 @@ import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { ContainerRunner } from '../../src/builder/container-runner.js';
 import { BIN, cleanupProjects, runCli } from '../helpers/project.js';
-import { BUILDER_IMAGE, offlineProject, removeVolume, requireParts } from '../helpers/services.js';
+import { BUILDER_IMAGE, inVolume, offlineProject, removeVolume, requireParts } from '../helpers/services.js';
 import { cleanupDirs, tmpDir, waitUntil } from '../helpers/registry.js';
 import { WatchProcess, type LogEvent } from '../helpers/watch.js';
 
@@ -75,8 +75,8 @@ class Cli {
   }
 }
 
-async function started(dir: string): Promise<WatchProcess> {
-  const w = new WatchProcess(dir);
+async function started(dir: string, prefix: string[] = []): Promise<WatchProcess> {
+  const w = new WatchProcess(dir, {}, prefix);
   watchers.push(w);
   await w.event('watching');
   await w.waitFor((e) => e.event === 'imageReady' || e.event === 'upToDate' || e.event === 'buildFailed', 120_000);
@@ -249,6 +249,38 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
     await writeFile(path.join(dir, 'workdir/local.nix'), local(`v3${process.pid}`));
     await w.event('imageReady', 120_000, mark);
     assert.is((await projectContainers(dir, true)).length, 1);
+  });
+  test('out of inotify watches (ENOSPC): the daemon names fs.inotify.max_user_watches, polls, and still sees changes', async () => {
+    const dir = await project({ 'workdir/local.nix': local(`poll${process.pid}`) });
+    // A user namespace of its own, with a limit of 2 watches: the host's limit is left alone.
+    const limited = ['unshare', '--user', '--map-root-user', 'sh', '-c', 'echo 2 > /proc/sys/user/max_inotify_watches && exec "$@"', 'sh'];
+    const w = await started(dir, limited);
+    const warning = w.events.find((e) => e.event === 'watchError');
+    assert.ok(warning, 'the watch limit is reported');
+    assert.match(String(warning!.msg), 'fs.inotify.max_user_watches');
+    assert.match(String(warning!.msg), 'polling');
+    assert.is(w.count('imageReady') + w.count('upToDate'), 1, 'the first build ran');
+    const mark = w.events.length;
+    await writeFile(path.join(dir, 'workdir/local.nix'), local(`polled${process.pid}`));
+    const change = await w.waitFor((e) => e.event === 'change', 20_000, mark);
+    assert.is(change.path, 'workdir/local.nix');
+  });
+
+  test('builds root their image\'s closure, one root set per project: nix-collect-garbage keeps both, and Nix gives no --add-root warning', async () => {
+    const a = await project({ 'workdir/local.nix': local(`rootA${process.pid}`) });
+    const b = await project({ 'workdir/local.nix': local(`rootB${process.pid}`) });
+    const outs: string[] = [];
+    for (const dir of [a, b]) {
+      const r = await runCli(['-C', dir, '--json-logs', '--log-level', 'debug', 'build', '--json', '--force'], { env: env() });
+      assert.is(r.exitCode, 0, r.stderr);
+      assert.not.match(r.stderr, '--add-root', 'Nix warned about a missing GC root');
+      const res = JSON.parse(r.stdout).result as { base: { outPath: string }[]; user: { outPath: string }[] };
+      outs.push(...[...res.base, ...res.user].map((p) => p.outPath));
+    }
+    const gc = await inVolume(VOLUME, ['nix-collect-garbage']);
+    assert.is(gc.exitCode, 0, gc.output);
+    const ls = await inVolume(VOLUME, ['ls', '-d', ...outs]);
+    assert.is(ls.exitCode, 0, `the garbage collector removed a path an image needs:\n${ls.output}`);
   });
 }
 
