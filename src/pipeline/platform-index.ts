@@ -2,6 +2,7 @@ import { formatPlatform, parsePlatform, platformProblem, platformSlug, samePlatf
 import type { AssembledImage } from '../image/assemble.js';
 import { imageIndex, MEDIA_TYPE, type IndexEntry } from '../image/oci.js';
 import type { RegistryClient } from '../registry/index.js';
+import { MEDIA_TYPES } from '../registry/types.js';
 
 /**
  * How a tag comes to name one index of every platform, with more than one
@@ -48,7 +49,7 @@ export async function readTag(registry: RegistryClient, repo: string, tag: strin
   const m = await registry.getManifest(repo, tag, { signal });
   if (!m) return { digest: null, platforms: [] };
   const body = JSON.parse(m.body.toString('utf8')) as { manifests?: { digest: string; platform?: Platform }[] };
-  const isIndex = m.mediaType === MEDIA_TYPE.index || m.mediaType === 'application/vnd.docker.distribution.manifest.list.v2+json';
+  const isIndex = m.mediaType === MEDIA_TYPES.ociIndex || m.mediaType === MEDIA_TYPES.dockerManifestList;
   const platforms = isIndex ? (body.manifests ?? []).filter((e) => e.platform).map((e) => ({ platform: e.platform!, digest: e.digest })) : [];
   return { digest: m.digest, platforms };
 }
@@ -92,7 +93,6 @@ export async function publishIndex(registry: RegistryClient, repo: string, tag: 
 }
 
 /** For messages: "linux/amd64, linux/arm64". */
-export function platformList(platforms: readonly { platform: Platform }[] | readonly Platform[]): string {
-  const names = platforms.map((p) => formatPlatform('platform' in p ? p.platform : p));
-  return names.length > 0 ? names.join(', ') : 'none';
+export function platformList(entries: readonly { platform: Platform }[]): string {
+  return entries.length > 0 ? entries.map((e) => formatPlatform(e.platform)).join(', ') : 'none';
 }

@@ -42,6 +42,8 @@ export async function pushStep(p: Pipeline, desc: ImageDescription, builds: Plat
     return { stats: sumStats(each), index };
   });
   desc.digest = index.digest;
+  // More than one write: another writer added its platform while this one wrote the index.
+  if (index.writes > 1) p.log.info({ writes: index.writes }, `the index of ${desc.image} was written ${index.writes} times: another writer pushed a platform meanwhile`);
   const mine = new Set(desc.platforms.map((x) => x.platform));
   for (const e of index.entries) {
     const name = formatPlatform(e.platform);

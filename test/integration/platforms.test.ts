@@ -62,6 +62,16 @@ if (await requireParts(test, ['engine', 'registry', 'nix', 'arm64-builder'])) {
     const r = await runCli(['-C', dir, 'builder', 'create'], { env: env(), timeoutMs: 300_000 });
     assert.is(r.exitCode, 0, r.stderr);
     assert.match(r.stdout, `linux/arm64: volume  ${VOLUME}-arm64`);
+    const status = await runCli(['-C', dir, 'builder', 'status', '--json'], { env: env(), timeoutMs: 300_000 });
+    assert.is(status.exitCode, 0, status.stderr);
+    const each = JSON.parse(status.stdout) as { platform: string; image: { name: string; present: boolean }; volume: { name: string; present: boolean } }[];
+    assert.equal(
+      each.map((s) => [s.platform, s.image.name, s.image.present, s.volume.name, s.volume.present]),
+      [
+        ['linux/amd64', BUILDER_IMAGE, true, `${VOLUME}-amd64`, true],
+        ['linux/arm64', ARM64_BUILDER_IMAGE, true, `${VOLUME}-arm64`, true],
+      ],
+    );
   });
   test.after(async () => {
     for (const v of [VOLUME, `${VOLUME}-amd64`, `${VOLUME}-arm64`]) await removeVolume(v);
