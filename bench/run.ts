@@ -13,6 +13,7 @@ import { identityBenchmarks } from './benchmarks/identity.js';
 import { pushBenchmarks } from './benchmarks/push.js';
 import { MULTI_PLATFORM_NAMES, platformBenchmarks } from './benchmarks/platforms.js';
 import { watchAvailable, watchBenchmarks, watchSkipped } from './benchmarks/watch.js';
+import { sharedCacheBenchmarks } from './benchmarks/shared-cache.js';
 import { progress, REPO_ROOT } from './lib/proc.js';
 import { printTable } from './lib/table.js';
 import type { Result, Unit } from './lib/result.js';
@@ -47,6 +48,10 @@ const GROUPS: Group[] = [
   {
     names: MULTI_PLATFORM_NAMES.map((name) => ({ name, unit: 's' as const })),
     run: platformBenchmarks,
+  },
+  {
+    names: [{ name: 'shared-cache', unit: 's' }],
+    run: sharedCacheBenchmarks,
   },
 ];
 
