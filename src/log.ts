@@ -29,7 +29,19 @@ export function createLogger(opts: LogOptions = {}): Logger {
     redact: { paths: ['authorization', '*.authorization', 'password', '*.password', 'auth', '*.auth', 'token', '*.token'], censor: '[redacted]' },
   };
   if (!opts.json && isTTY) {
-    return pino(base, prettyStream()({ destination: stream, sync: true, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' }));
+    // hideObject: a line says what it means; the fields stay in JSON logs, so a
+    // report (pushed: uploaded, skipped, ...) is not dumped a second time under it.
+    return pino(
+      base,
+      prettyStream()({
+        destination: stream,
+        sync: true,
+        ignore: 'pid,hostname',
+        translateTime: 'HH:MM:ss',
+        hideObject: true,
+        messageFormat: '{if plugin}[{plugin}] {end}{msg}',
+      }),
+    );
   }
   const fd = (stream as { fd?: unknown }).fd;
   return pino(base, typeof fd === 'number' ? pino.destination({ dest: fd, sync: true }) : (stream as NodeJS.WritableStream & { write(s: string): boolean }));

@@ -4,7 +4,7 @@ import type { BuildResult } from '../nix/types.js';
 import type { Command } from './command.js';
 import { formatBytes, formatMs } from './format.js';
 import { projectConfig } from './project.js';
-import { StatusLine } from './status-line.js';
+import type { BuildProgress } from '../pipeline/build-image.js';
 
 /** Derivations built (here or remotely) against paths fetched from substituters. */
 function nixCounts(r: BuildResult): { built: number; fetched: number; remote: number } {
@@ -27,18 +27,29 @@ export const buildCommand: Command = {
   async run(ctx) {
     const config = await projectConfig(ctx);
     const pipeline = await Pipeline.create(config, ctx.log);
-    const line = new StatusLine(process.stderr);
-    pipeline.hooks.buildPhase.tap('cli', (_id, phase) => line.set(`${phase}…`));
-    pipeline.hooks.buildLog.tap('cli', (_id, l) => (line.active ? line.log(l) : ctx.log.debug({ nix: true }, l)));
+    const { terminal, progress } = ctx;
+    let inProgress: BuildProgress['phase'] | null = null;
+    pipeline.hooks.buildPhase.tap('cli', (_id, phase) => {
+      if (inProgress) progress.end(inProgress);
+      inProgress = null;
+      terminal.status('step', `${phase}…`);
+    });
+    // Nix's own lines: above the status lines on a terminal, debug events otherwise.
+    pipeline.hooks.buildLog.tap('cli', (_id, l) => (terminal.live ? terminal.write(l) : ctx.log.debug({ nix: true }, l)));
     try {
       const outcome = await buildImage(pipeline, {
         buildId: 1,
         force: Boolean(ctx.values.force),
         load: Boolean(ctx.values.load),
         signal: ctx.signal,
-        onProgress: (p) => line.set(`building ${p.current} (${p.started}/${p.total})`),
+        onProgress: (p) => {
+          // The phase's own line replaces its "phase…" word.
+          terminal.clear('step');
+          inProgress = p.phase;
+          progress.report(p);
+        },
       });
-      line.clear();
+      terminal.stop();
       if (ctx.values.json) {
         const { status, identity } = outcome;
         const extra =
@@ -82,7 +93,7 @@ export const buildCommand: Command = {
       }
       return 0;
     } finally {
-      line.clear();
+      terminal.stop();
       await pipeline.shutdown();
     }
   },

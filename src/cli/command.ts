@@ -1,5 +1,7 @@
 import type { ParseArgsConfig } from 'node:util';
 import type { Logger } from '../log.js';
+import type { ProgressReporter } from './progress.js';
+import type { Terminal } from './terminal.js';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 
@@ -12,6 +14,10 @@ export interface CommandContext {
   stdout: NodeJS.WritableStream;
   /** Aborted on SIGINT/SIGTERM. */
   signal: AbortSignal;
+  /** The bottom of stderr: status lines on a terminal (log lines print above them). */
+  terminal: Terminal;
+  /** Live progress: status lines on a terminal, debug log events otherwise. */
+  progress: ProgressReporter;
 }
 
 export interface Command {

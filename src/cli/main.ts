@@ -6,6 +6,8 @@ import { VERSION } from '../version.js';
 import { createLogger, type Logger } from '../log.js';
 import type { Command, OptionSpec } from './command.js';
 import { COMMAND_NAMES, loadCommand, loadCommands } from './commands.js';
+import { ProgressReporter } from './progress.js';
+import { Terminal } from './terminal.js';
 
 const GLOBAL_OPTIONS: OptionSpec = {
   cwd: { type: 'string', short: 'C' },
@@ -43,6 +45,7 @@ async function usage(): Promise<string> {
 export async function main(argv: string[], env: { stdout?: NodeJS.WritableStream } = {}): Promise<number> {
   const stdout = env.stdout ?? process.stdout;
   let log: Logger | undefined;
+  let terminal: Terminal | undefined;
   let interrupted: NodeJS.Signals | null = null;
   guardStdout();
   try {
@@ -74,7 +77,9 @@ export async function main(argv: string[], env: { stdout?: NodeJS.WritableStream
       process.stderr.write(`nixdocker: --log-level must be one of ${LEVELS.join(', ')}\n`);
       return 2;
     }
-    log = createLogger({ level: level as 'info', json: Boolean(values['json-logs']) });
+    const json = Boolean(values['json-logs']);
+    terminal = await Terminal.open(process.stderr, { json });
+    log = createLogger({ level: level as 'info', json, stream: terminal.logStream });
     const controller = new AbortController();
     const onSignal = (sig: NodeJS.Signals) => {
       if (controller.signal.aborted) process.exit(signalExitCode(sig)); // a second Ctrl-C does not wait
@@ -92,8 +97,11 @@ export async function main(argv: string[], env: { stdout?: NodeJS.WritableStream
         positionals,
         stdout,
         signal: controller.signal,
+        terminal,
+        progress: new ProgressReporter(terminal, log),
       });
     } finally {
+      terminal.stop();
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
     }

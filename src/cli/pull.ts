@@ -9,7 +9,6 @@ import { platformList, readTag } from '../pipeline/platform-index.js';
 import { RegistryClient } from '../registry/index.js';
 import type { Command, CommandContext } from './command.js';
 import { withPipeline } from './project.js';
-import { StatusLine } from './status-line.js';
 
 export const pullCommand: Command = {
   name: 'pull',
@@ -61,11 +60,11 @@ export async function pullWithProgress(ctx: CommandContext, docker: Docker, conf
   } finally {
     registry.close();
   }
-  const line = new StatusLine(process.stderr);
+  ctx.terminal.status('pull', `pull ${id.image} (${name})…`);
   try {
-    await pullImage(docker, id.image, (p) => line.set(`pulling ${id.image} (${name}): ${p.done}/${p.layers} layers`), { platform: name });
+    await pullImage(docker, id.image, (p) => ctx.progress.report({ phase: 'pull', image: id.image, ...p }), { platform: name });
   } finally {
-    line.clear();
+    ctx.progress.end('pull');
   }
   ctx.log.info(`pulled ${id.image} for ${name}`);
   return name;

@@ -1,7 +1,6 @@
 import { Daemon } from '../daemon/daemon.js';
 import type { Command } from './command.js';
 import { projectConfig } from './project.js';
-import { StatusLine } from './status-line.js';
 
 export const watchCommand: Command = {
   name: 'watch',
@@ -16,14 +15,13 @@ export const watchCommand: Command = {
   buildFailed, buildCancelled, stopped); --json-logs makes them JSON.`,
   async run(ctx) {
     const config = await projectConfig(ctx);
-    const line = new StatusLine(process.stderr);
-    const daemon = new Daemon(config, ctx.log, { onPhase: (t) => line.set(t) });
+    const daemon = new Daemon(config, ctx.log, { onPhase: (t) => ctx.terminal.status('daemon', t) });
     await daemon.start();
     await new Promise<void>((resolve) => {
       if (ctx.signal.aborted) resolve();
       ctx.signal.addEventListener('abort', () => resolve(), { once: true });
     });
-    line.clear();
+    ctx.terminal.stop();
     await daemon.stop();
     return 0;
   },

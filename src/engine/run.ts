@@ -190,11 +190,22 @@ export async function runCaptured(
   }
 }
 
+/** How far a pull is, from the engine's progress events. */
+export interface PullProgress {
+  /** Layers the engine named, and those done (downloaded and extracted, or already there). */
+  layers: number;
+  done: number;
+  /** Bytes downloaded of the layers whose size the engine told (podman tells fewer than Docker). */
+  bytes: number;
+  bytesTotal: number;
+  status: string;
+}
+
 /** Pulls an image through the engine, reporting each layer's progress. */
 export async function pullImage(
   docker: Docker,
   image: string,
-  onProgress?: (p: { layers: number; done: number; status: string }) => void,
+  onProgress?: (p: PullProgress) => void,
   opts: { platform?: string } = {},
 ): Promise<void> {
   let stream: NodeJS.ReadableStream;
@@ -205,21 +216,34 @@ export async function pullImage(
     if (isConnectionError(err)) throw engineUnreachable(err);
     throw pullError(image, err);
   }
-  const layers = new Map<string, string>();
+  const layers = new Map<string, { status: string; current: number; total: number }>();
   // podman reports some failures as an event in a stream that ends normally.
   let failure: string | null = null;
   await new Promise<void>((resolve, reject) =>
     docker.modem.followProgress(
       stream,
       (err) => (err ? reject(pullError(image, err)) : failure ? reject(pullError(image, new Error(failure))) : resolve()),
-      (e: { id?: string; status?: string; error?: string }) => {
+      (e: { id?: string; status?: string; error?: string; progressDetail?: { current?: number; total?: number } }) => {
         if (e.error) {
           failure ??= e.error;
           return;
         }
-        if (e.id && e.status) layers.set(e.id, e.status);
-        const done = [...layers.values()].filter((s) => /complete|already exists|exists/i.test(s)).length;
-        onProgress?.({ layers: layers.size, done, status: e.status ?? '' });
+        if (e.id && e.status && !/^Pulling from|^Digest|^Status/i.test(e.status)) {
+          const l = layers.get(e.id) ?? { status: '', current: 0, total: 0 };
+          l.status = e.status;
+          if (e.progressDetail?.total) l.total = e.progressDetail.total;
+          if (/^Downloading/i.test(e.status) && e.progressDetail?.current !== undefined) l.current = e.progressDetail.current;
+          if (/download complete|pull complete|already exists/i.test(e.status) && l.total) l.current = l.total;
+          layers.set(e.id, l);
+        }
+        const all = [...layers.values()];
+        onProgress?.({
+          layers: all.length,
+          done: all.filter((l) => /complete|already exists|exists/i.test(l.status)).length,
+          bytes: all.reduce((n, l) => n + l.current, 0),
+          bytesTotal: all.reduce((n, l) => n + l.total, 0),
+          status: e.status ?? '',
+        });
       },
     ),
   );

@@ -22,6 +22,18 @@ export interface AssembleOptions {
   log?: Logger;
   /** Layers built at once (gzip runs on libuv's thread pool); 4 by default. */
   concurrency?: number;
+  /** Called as store bytes are read and as each layer is done. */
+  onProgress?: (p: AssembleProgress) => void;
+}
+
+/** How far an assembly is. */
+export interface AssembleProgress {
+  /** Store layers done (built or from the cache) of all store layers. */
+  layersDone: number;
+  layersTotal: number;
+  layersCached: number;
+  /** Uncompressed store bytes read so far for the layers built in this run. */
+  bytesRead: number;
 }
 
 export interface AssembledLayer {
@@ -70,14 +82,25 @@ export async function assembleImage(opts: AssembleOptions): Promise<AssembledIma
   const plans = planLayers(result, opts.settings.maxLayers);
   log.debug({ layers: plans.length, base: plans.filter((p) => p.kind === 'base').length }, 'layers planned');
 
+  const progress: AssembleProgress = { layersDone: 0, layersTotal: plans.length, layersCached: 0, bytesRead: 0 };
+  const report = () => opts.onProgress?.({ ...progress });
+  report();
   const storeLayers = await mapLimit(plans, opts.concurrency ?? 4, signal, async (plan, sig) => {
     const source: LayerSource = { kind: 'store', paths: plan.paths };
     const hit = await cache.get(source);
-    if (hit) return { ...hit, paths: plan.paths, kind: plan.kind, file: blobPath(cacheDir, hit.digest), cached: true };
+    if (hit) {
+      progress.layersDone++;
+      progress.layersCached++;
+      report();
+      return { ...hit, paths: plan.paths, kind: plan.kind, file: blobPath(cacheDir, hit.digest), cached: true };
+    }
     const started = performance.now();
-    const blob = await writeLayerBlob(tarChunks(storeLayerEntries(reader, plan.paths, sig), sig), cacheDir, sig);
+    const tar = tarChunks(storeLayerEntries(reader, plan.paths, sig), sig);
+    const blob = await writeLayerBlob(opts.onProgress ? counted(tar, (n) => { progress.bytesRead += n; report(); }) : tar, cacheDir, sig);
     await cache.put(source, blob);
     log.debug({ kind: plan.kind, paths: plan.paths.length, size: blob.size, ms: Math.round(performance.now() - started) }, 'layer built');
+    progress.layersDone++;
+    report();
     return { ...blob, paths: plan.paths, kind: plan.kind, cached: false };
   });
 
@@ -101,6 +124,14 @@ export async function assembleImage(opts: AssembleOptions): Promise<AssembledIma
   const stats = { layersBuilt: built.length, layersCached: layers.length - built.length, bytes: built.reduce((s, l) => s + l.size, 0) };
   log.debug(stats, 'image assembled');
   return { manifest, manifestDigest: sha256Digest(manifest), config, configDigest, layers, stats };
+}
+
+/** Passes chunks on, telling `add` each one's size (progress without a second read). */
+async function* counted(chunks: AsyncIterable<Buffer>, add: (n: number) => void): AsyncGenerator<Buffer> {
+  for await (const c of chunks) {
+    add(c.length);
+    yield c;
+  }
 }
 
 /** A store layer holds `/nix` and `/nix/store` too, so its directories' modes never depend on the engine. */

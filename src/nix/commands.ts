@@ -9,8 +9,11 @@ export interface NixProgress {
   total: number;
   /** Derivations started so far. */
   started: number;
-  /** The derivation building now, by name. */
+  /** The derivation building (or path fetched) now, by name. */
   current: string | null;
+  /** Store paths Nix said it will fetch from a binary cache, and fetched so far. */
+  fetchTotal: number;
+  fetched: number;
 }
 
 export interface NixStepOptions {
@@ -72,7 +75,7 @@ export interface RealiseOptions extends NixStepOptions {
 export async function realise(runner: NixRunner, drvPaths: string[], opts: RealiseOptions): Promise<RealiseReport> {
   const report: RealiseReport = { built: [], fetched: [], builtRemotely: [], refused: [], unreachable: [] };
   if (drvPaths.length === 0) return report;
-  const progress: NixProgress = { total: 0, started: 0, current: null };
+  const progress: NixProgress = { total: 0, started: 0, current: null, fetchTotal: 0, fetched: 0 };
   // Rooted in a fresh folder that replaces the project's roots only once the build succeeded, so a
   // failed or cancelled build leaves the last image's roots (and Nix's --add-root warning is gone).
   const roots = runner.gcRoots;
@@ -92,13 +95,19 @@ export async function realise(runner: NixRunner, drvPaths: string[], opts: Reali
       const will = /^these (\d+) derivations? will be built/.exec(line);
       if (will) progress.total = Number(will[1]);
       else if (/^this derivation will be built/.test(line)) progress.total = 1;
+      const fetch = /^these (\d+) paths? will be fetched/.exec(line);
+      if (fetch) progress.fetchTotal = Number(fetch[1]);
+      else if (/^this path will be fetched/.test(line)) progress.fetchTotal = 1;
       const building = /^building '(\/nix\/store\/[^']+\.drv)'(?: on '([^']+)')?/.exec(line);
-      if (building) {
+      if (fetched) {
+        progress.fetched++;
+        progress.current = fetched[1]!.replace(/^\/nix\/store\/[a-z0-9]{32}-/, '');
+      } else if (building) {
         report.built.push(building[1]!);
         if (building[2]) report.builtRemotely.push({ drv: building[1]!, builder: building[2] });
         progress.started++;
         progress.current = building[1]!.replace(/^\/nix\/store\/[a-z0-9]{32}-/, '').replace(/\.drv$/, '');
-      } else {
+      } else if (!will && !fetch && !/^this (?:derivation|path) will be/.test(line)) {
         return;
       }
       opts.onProgress?.({ ...progress });

@@ -10,7 +10,7 @@ import { loadArchive } from '../engine/load.js';
 import { isUserError, UserError } from '../errors.js';
 import type { BuildTrigger, Destination, ImageDescription, PushReport } from '../hooks.js';
 import { repositoryPath, type Identity } from '../identity.js';
-import { assembleImage, type AssembledImage } from '../image/assemble.js';
+import { assembleImage, type AssembledImage, type AssembleProgress } from '../image/assemble.js';
 import { dockerArchiveStream } from '../image/docker-archive.js';
 import { ListingCache } from '../image/listing-cache.js';
 import { FsStoreReader, type StoreReader } from '../image/store-reader.js';
@@ -20,6 +20,7 @@ import { uploadBuild } from './cache-upload.js';
 import type { UploadReport } from '../nix/binary-cache.js';
 import type { FailedPhase, Pipeline } from './pipeline.js';
 import { pushStep } from './push-step.js';
+import type { PushProgress } from './push.js';
 import { missingPlatforms, readTag } from './platform-index.js';
 import { buildTargets, checkBuiltSystem, engineTargets, expectedPlatform, type BuildTarget } from './targets.js';
 
@@ -35,8 +36,14 @@ export interface BuildRequest {
   /** Load into the engine only (the destinations hook is not asked). */
   load?: boolean;
   signal?: AbortSignal;
-  onProgress?: (p: NixProgress) => void;
+  /** Live progress of the long phases (Nix build, assembly, push), for a terminal or the log. */
+  onProgress?: (p: BuildProgress) => void;
 }
+
+/** Progress of one phase; `platform` is set when a build makes several. */
+export type BuildProgress = (({ phase: 'build' } & NixProgress) | ({ phase: 'assemble' } & AssembleProgress) | ({ phase: 'push' } & PushProgress)) & {
+  platform?: string | null;
+};
 
 export type BuildOutcome =
   | { status: 'up-to-date'; identity: Identity; where: Destination[]; durations: Record<string, number> }
@@ -172,7 +179,11 @@ export async function buildImage(p: Pipeline, req: BuildRequest): Promise<BuildO
     let push: PushReport | null = null;
     if (destinations.includes('registry')) {
       phase = 'push';
-      push = await pushStep(p, desc, builds, { signal, phase: timed });
+      push = await pushStep(p, desc, builds, {
+        signal,
+        phase: timed,
+        onProgress: req.onProgress && ((x, platform) => req.onProgress!({ phase: 'push', platform: builds.length > 1 ? platform : null, ...x })),
+      });
     }
     if (destinations.includes('engine')) {
       const native = await engineBuild(p, builds);
@@ -248,7 +259,7 @@ async function buildPlatform(
         phase = ph;
         hooks.buildPhase.call(req.buildId, ph, platformName);
       },
-      onProgress: req.onProgress,
+      onProgress: req.onProgress && ((n) => req.onProgress!({ phase: 'build', platform: platformName, ...n })),
       nixArgs: p.nixSettings().args,
       nixEnv: (root) => p.nixSettings().env(root),
       remoteNames: p.nixSettings().remoteNames,
@@ -264,7 +275,15 @@ async function buildPlatform(
     phase = 'assemble';
     hooks.buildPhase.call(req.buildId, 'assemble', platformName);
     const t0 = performance.now();
-    const assembled = await assembleImage({ result: nix.result, settings: config.image, reader, cacheDir: config.cacheDir, signal: req.signal, log });
+    const assembled = await assembleImage({
+      result: nix.result,
+      settings: config.image,
+      reader,
+      cacheDir: config.cacheDir,
+      signal: req.signal,
+      log,
+      onProgress: req.onProgress && ((a) => req.onProgress!({ phase: 'assemble', platform: platformName, ...a })),
+    });
     durations.assemble = Math.round(performance.now() - t0);
     await reader.save();
     const platform = formatPlatform(platformOfNixSystem(nix.result.system));

@@ -4,10 +4,12 @@ import { repositoryPath } from '../identity.js';
 import type { Pipeline } from './pipeline.js';
 import type { PlatformBuild } from './build-image.js';
 import { publishIndex, tagPlatform } from './platform-index.js';
-import { pushImage, type PushStats } from './push.js';
+import { pushImage, type PushProgress, type PushStats } from './push.js';
 
 export interface PushStepOptions {
   signal?: AbortSignal;
+  /** Bytes and blobs as each platform's push goes. */
+  onProgress?: (p: PushProgress, platform: string) => void;
   /** Runs the upload as the build's `push` phase (fires buildPhase, records its duration). */
   phase: <T>(name: 'push', fn: () => Promise<T>) => Promise<T>;
 }
@@ -32,7 +34,11 @@ export async function pushStep(p: Pipeline, desc: ImageDescription, builds: Plat
     const each = await Promise.all(
       builds.map(async (b) => {
         // The manifest goes up by its digest: reachable on its own, and not yet under any tag.
-        const s = await pushImage(registry, repo, b.assembled.manifestDigest, b.assembled, { cacheDir: p.config.cacheDir, signal: opts.signal });
+        const s = await pushImage(registry, repo, b.assembled.manifestDigest, b.assembled, {
+          cacheDir: p.config.cacheDir,
+          signal: opts.signal,
+          onProgress: opts.onProgress && ((x) => opts.onProgress!(x, b.platform)),
+        });
         await tagPlatform(registry, repo, desc.tag, parsePlatform(b.platform, 'build'), b.assembled, opts.signal);
         return s;
       }),

@@ -16,6 +16,18 @@ export interface PushStats {
 
 const CONCURRENCY = 4;
 
+/** How far a push is; bytes count as they leave, so a rate can be shown. */
+export interface PushProgress {
+  blobsDone: number;
+  blobsTotal: number;
+  skipped: number;
+  mounted: number;
+  /** Bytes sent so far (an upload retried counts again). */
+  bytesSent: number;
+  /** Bytes of every blob of the image, whether sent or not. */
+  bytesTotal: number;
+}
+
 /**
  * Pushes an assembled image: every blob the registry lacks (mounted from
  * another nixdocker repository when one is known to hold it), then the
@@ -26,7 +38,7 @@ export async function pushImage(
   repo: string,
   tag: string,
   image: AssembledImage,
-  opts: { cacheDir: string; signal?: AbortSignal },
+  opts: { cacheDir: string; signal?: AbortSignal; onProgress?: (p: PushProgress) => void },
 ): Promise<PushStats> {
   const known = await BlobHomes.open(opts.cacheDir, registry.host);
   const stats: PushStats = { uploaded: 0, skipped: 0, mounted: 0, bytesUploaded: 0 };
@@ -35,14 +47,27 @@ export async function pushImage(
     { digest: image.configDigest, size: image.config.length, open: () => Readable.from([image.config]) },
   ];
   const unique = [...new Map(blobs.map((b) => [b.digest, b])).values()];
+  const progress: PushProgress = { blobsDone: 0, blobsTotal: unique.length, skipped: 0, mounted: 0, bytesSent: 0, bytesTotal: unique.reduce((n, b) => n + b.size, 0) };
+  const report = () => opts.onProgress?.({ ...progress });
+  report();
   await mapLimit(unique, CONCURRENCY, opts.signal, async (blob, signal) => {
     const home = known.get(blob.digest);
-    const result = await registry.pushBlob(repo, blob, { mountFrom: home && home !== repo ? [home] : [], signal });
+    const open = opts.onProgress
+      ? () => blob.open().on('data', (c: Buffer) => {
+          progress.bytesSent += c.length;
+          report();
+        })
+      : blob.open;
+    const result = await registry.pushBlob(repo, { ...blob, open }, { mountFrom: home && home !== repo ? [home] : [], signal });
     if (result === 'uploaded') {
       stats.uploaded++;
       stats.bytesUploaded += blob.size;
     } else if (result === 'mounted') stats.mounted++;
     else stats.skipped++;
+    progress.blobsDone++;
+    progress.skipped = stats.skipped;
+    progress.mounted = stats.mounted;
+    report();
     known.set(blob.digest, repo);
   });
   await known.save();

@@ -1,0 +1,100 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { BIN, cleanupProjects, runCli, tmpProject } from '../helpers/project.js';
+import { offlineProject, removeVolume, requireParts } from '../helpers/services.js';
+
+// Progress on a real terminal (a tmux pane), and JSON progress events off one.
+const test = suite('progress (tmux pty, real nix, podman, registry)');
+const VOLUME = `nixdocker-test-progress-${process.pid}`;
+const env = () => ({ DOCKER_HOST: process.env.DOCKER_HOST });
+
+/** A user package that builds for a moment, printing lines, with 20 MB that do not compress: every phase lasts long enough to draw. */
+const SLOW = (nonce: string) => `{ pkgs, ... }: [ pkgs.greet (derivation {
+  name = "slow-${nonce}"; system = builtins.currentSystem; builder = "/bin/busybox";
+  args = [ "sh" "-c" "for i in 1 2 3; do echo step $i; /bin/busybox sleep 0.3; done; /bin/busybox mkdir -p $out; /bin/busybox head -c 20000000 /dev/urandom > $out/blob" ];
+}) ]
+`;
+
+const LOG_LINE = /\[\d\d:\d\d:\d\d\] (?:TRACE|DEBUG|INFO|WARN|ERROR|FATAL):/;
+const STATUS = /^(?:Nix|assemble|push|pull): |…/;
+
+async function tmuxMissing(): Promise<string | null> {
+  try {
+    await execa('tmux', ['-V']);
+    return null;
+  } catch (err) {
+    return (err as Error).message.split('\n')[0]!;
+  }
+}
+
+if ((await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) && !(await tmuxMissing())) {
+  test.before(async () => {
+    const dir = await offlineProject({ volume: VOLUME });
+    const r = await runCli(['-C', dir, 'builder', 'create'], { env: env() });
+    assert.is(r.exitCode, 0, r.stderr);
+  });
+  test.after(async () => {
+    await removeVolume(VOLUME);
+    await cleanupProjects();
+  });
+
+  test('on a terminal: live lines for Nix, assembly and push; no screen line mixes a status with a log line', async () => {
+    const dir = await offlineProject({ volume: VOLUME, files: { 'workdir/local.nix': SLOW(`${process.pid}-${Date.now()}`) } });
+    const scratch = await tmpProject({});
+    const raw = path.join(scratch, 'raw');
+    const socket = `nixdocker-test-${process.pid}`;
+    const tmux = (...args: string[]) => execa('tmux', ['-L', socket, ...args], { timeout: 120_000 });
+    // The pane runs the command, reports its exit code, signals the test, and stays for the capture.
+    const script = `${process.execPath} ${BIN} -C ${dir} build; echo "EXIT=$?"; tmux -L ${socket} wait-for -S done; sleep 300`;
+    try {
+      await tmux('new-session', '-d', '-x', '100', '-y', '30', '-s', 't', '-e', `DOCKER_HOST=${process.env.DOCKER_HOST}`, script);
+      // Every byte the pane received, escape sequences included, to see what was drawn.
+      await tmux('pipe-pane', '-t', 't', '-o', `cat >> ${raw}`);
+      await tmux('wait-for', 'done');
+      const screen = (await tmux('capture-pane', '-t', 't', '-p', '-J', '-S', '-', '-E', '-')).stdout.split('\n');
+      assert.ok(screen.includes('EXIT=0'), screen.join('\n'));
+      const drawn = (await readFile(raw, 'utf8')).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '');
+      for (const live of [/Nix: \d+\/\d+ derivation\(s\) built; now /, /assemble: \d+\/\d+ layers/, /push: \d+\/\d+ blobs, [\d.]+ \w+ of [\d.]+ MiB/]) {
+        assert.match(drawn, live, 'the status line was drawn');
+      }
+      // The screen and its scrollback, as the user reads it afterwards.
+      const pushed = screen.filter((l) => /INFO: pushed /.test(l));
+      assert.is(pushed.length, 1, screen.join('\n'));
+      assert.match(pushed[0]!, /^\[\d\d:\d\d:\d\d\] INFO: pushed /, 'the log line starts its own line');
+      assert.ok(screen.includes('step 3'), 'Nix\'s output lines print above the status');
+      for (const line of screen) {
+        assert.not.match(line, STATUS, `a status fragment stayed on screen: ${JSON.stringify(line)}`);
+        const at = line.search(LOG_LINE);
+        assert.ok(at <= 0, `a log line shares its screen line with something else: ${JSON.stringify(line)}`);
+      }
+      // The summary is one block, with no second dump of the push report's fields.
+      assert.not.match(screen.join('\n'), /^\s+(?:uploaded|skipped|mounted|bytes): \d+$/m);
+      const summary = screen.indexOf(screen.find((l) => /^127\.0\.0\.1:\d+\/nixdocker\/[0-9a-f]{32}:[0-9a-f]{32}$/.test(l))!);
+      assert.ok(summary > 0, 'the reference heads the summary');
+      const block = screen.slice(summary + 1, screen.indexOf('EXIT=0'));
+      assert.ok(block.length >= 3 && block.every((l) => l.startsWith('  ')), `one indented block under the reference:\n${block.join('\n')}`);
+      assert.match(block[0]!, /^ {2}Nix built \d+ derivation\(s\)/);
+      assert.ok(block.some((l) => /^ {2}pushed.*; digest sha256:/.test(l)), block.join('\n'));
+    } finally {
+      await execa('tmux', ['-L', socket, 'kill-server'], { reject: false });
+    }
+  });
+
+  test('off a terminal: no bars, no escape codes; progress goes out as JSON debug events', async () => {
+    const dir = await offlineProject({ volume: VOLUME, files: { 'workdir/local.nix': SLOW(`${process.pid}-json-${Date.now()}`) } });
+    const r = await runCli(['-C', dir, 'build', '--log-level', 'debug'], { env: env() });
+    assert.is(r.exitCode, 0, r.stderr);
+    assert.not.match(r.stderr, '\x1b[', 'no escape sequence');
+    const events = r.stderr.trim().split('\n').map((l) => JSON.parse(l) as { level: number; msg: string; progress?: Record<string, unknown> & { phase: string } });
+    const progress = events.filter((e) => e.progress);
+    assert.ok(progress.every((e) => e.level === 20), 'progress is debug-level');
+    for (const phase of ['build', 'assemble', 'push']) assert.ok(progress.some((e) => e.progress!.phase === phase), `a ${phase} event`);
+    const lastPush = progress.filter((e) => e.progress!.phase === 'push').at(-1)!.progress!;
+    assert.is(lastPush.blobsDone, lastPush.blobsTotal, 'the last push event is the finished one');
+  });
+}
+
+test.run();
