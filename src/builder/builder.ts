@@ -6,6 +6,7 @@ import { pullImage, runCaptured } from '../engine/run.js';
 import type { Logger } from '../log.js';
 import type { BuilderTarget } from './container-runner.js';
 import { builderLabels, removeOrphans, type Orphan } from './ownership.js';
+import { ensureSeeded, parseSeed, SEED_FILE } from './seed.js';
 
 export type StepOutcome = 'exists' | 'created';
 
@@ -48,6 +49,9 @@ export async function createBuilder(
       'set builder.image to an image with Nix on its PATH (for example docker.io/nixos/nix), then run `nixdocker builder rm --volume` and `nixdocker builder create`',
     );
   }
+  // A volume filled from another builder.image gets this image's Nix (see seed.ts).
+  const seed = await runInBuilder(docker, target, ['sh', '-c', `cat ${SEED_FILE} 2>/dev/null; true`], opts.signal);
+  await ensureSeeded(docker, target, (await docker.getImage(target.image).inspect()).Id, parseSeed(seed.output), { signal: opts.signal });
   return { image, volume, nixVersion: version.output.trim() };
 }
 

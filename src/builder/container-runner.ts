@@ -3,6 +3,7 @@ import type Docker from 'dockerode';
 import { isUserError, UserError } from '../errors.js';
 import { isConnectionError, isNotFound, engineUnreachable } from '../engine/engine.js';
 import { builderLabels, HEARTBEAT_FILE, KEEP_ALIVE } from './ownership.js';
+import { ensureSeeded, parseSeed, SEED_FILE } from './seed.js';
 import { containerBuildRoots } from './gc-roots.js';
 import { stagedTar, type StagedFile } from './staging.js';
 import { LineSplitter, type NixRunner, type RunOptions, type RunResult } from './runner.js';
@@ -56,7 +57,7 @@ export class ContainerRunner implements NixRunner {
   ) {}
 
   static async open(docker: Docker, target: BuilderTarget, files: StagedFile[], life: BuilderLife, signal?: AbortSignal): Promise<ContainerRunner> {
-    await checkBuilder(docker, target);
+    const imageId = await checkBuilder(docker, target);
     let container: Docker.Container;
     try {
       container = await docker.createContainer({
@@ -83,6 +84,9 @@ export class ContainerRunner implements NixRunner {
     try {
       await container.start();
       runner.beat(life.idleSeconds);
+      // The volume must hold this image's Nix, not the one of an image it was filled from before.
+      const seed = await runner.run(['sh', '-c', `cat ${SEED_FILE} 2>/dev/null; true`], { signal });
+      await ensureSeeded(docker, target, imageId, parseSeed(seed.stdout), { projectDir: life.projectDir, signal });
       await runner.stage(files, signal);
     } catch (err) {
       await runner.close();
@@ -168,10 +172,13 @@ export class ContainerRunner implements NixRunner {
       const info = await exec.inspect();
       const exitCode = info.ExitCode ?? 1;
       // A Nix step killed with its container reads as a failed step: say what happened instead.
-      if (exitCode !== 0 && (await this.gone())) throw this.vanished();
+      // Killed by a signal (exit > 128), the container may still read as running for a moment.
+      if (exitCode !== 0 && (await this.gone(exitCode > 128 ? 2000 : 0))) throw this.vanished();
       return { exitCode, stdout: Buffer.concat(out).toString(), stderrTail: err.tail };
     } catch (err) {
-      if (opts.signal?.aborted || isUserError(err)) throw err;
+      // Cancelled: whatever the engine answered meanwhile (the container is being removed), it was the cancel.
+      if (opts.signal?.aborted) throw opts.signal.reason ?? err;
+      if (isUserError(err)) throw err;
       throw await this.explain(err);
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
@@ -188,13 +195,20 @@ export class ContainerRunner implements NixRunner {
     return (await this.gone()) ? this.vanished(err) : err;
   }
 
-  private async gone(): Promise<boolean> {
+  /** True when the container is no longer running (asking again for up to `waitMs`) and we did not close it. */
+  private async gone(waitMs = 0): Promise<boolean> {
     if (this.closed) return false; // closed by us: not something to explain
-    try {
-      const info = await this.container.inspect();
-      if (info.State?.Running) return false;
-    } catch (err) {
-      if (!isNotFound(err)) return false;
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      try {
+        const info = await this.container.inspect();
+        if (!info.State?.Running) break;
+      } catch (err) {
+        if (!isNotFound(err)) return false;
+        break;
+      }
+      if (Date.now() >= deadline) return false;
+      await new Promise((r) => setTimeout(r, 100));
     }
     this.closed = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
@@ -223,9 +237,10 @@ export class ContainerRunner implements NixRunner {
 }
 
 /** Image and volume must exist: a missing one is a setup step, not something to create silently. */
-export async function checkBuilder(docker: Docker, target: BuilderTarget): Promise<void> {
+export async function checkBuilder(docker: Docker, target: BuilderTarget): Promise<string> {
+  let imageId: string;
   try {
-    await docker.getImage(target.image).inspect();
+    imageId = (await docker.getImage(target.image).inspect()).Id;
   } catch (err) {
     if (isConnectionError(err)) throw engineUnreachable(err);
     if (isNotFound(err)) {
@@ -241,6 +256,7 @@ export async function checkBuilder(docker: Docker, target: BuilderTarget): Promi
     }
     throw err;
   }
+  return imageId;
 }
 
 /** The proxy variables of this process, in both spellings curl reads (http_proxy only in lower case). */

@@ -6,6 +6,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { ContainerRunner } from '../../src/builder/container-runner.js';
+import { runCaptured } from '../../src/engine/run.js';
 import { BIN, cleanupProjects, runCli } from '../helpers/project.js';
 import { BUILDER_IMAGE, inVolume, offlineProject, removeVolume, requireParts } from '../helpers/services.js';
 import { cleanupDirs, tmpDir, waitUntil } from '../helpers/registry.js';
@@ -244,7 +245,7 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
     await w.waitFor(nixBuilding, 60_000, mark);
     for (const c of await projectContainers(dir, true)) await docker.getContainer(c.Id).remove({ force: true });
     const failed = await w.event('buildFailed', 60_000, mark);
-    assert.match(String(failed.msg), 'disappeared during the build');
+    assert.match(String(failed.msg), 'disappeared during the build', String(failed.msg));
     mark = w.events.length;
     await writeFile(path.join(dir, 'workdir/local.nix'), local(`v3${process.pid}`));
     await w.event('imageReady', 120_000, mark);
@@ -281,6 +282,38 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
     assert.is(gc.exitCode, 0, gc.output);
     const ls = await inVolume(VOLUME, ['ls', '-d', ...outs]);
     assert.is(ls.exitCode, 0, `the garbage collector removed a path an image needs:\n${ls.output}`);
+  });
+  test('builder.image changes on a volume: the new image\'s Nix store paths are brought in and the volume records the image', async () => {
+    // A second test builder image: the first plus a store path registered in its own /nix.
+    const maker = await docker.createContainer({ Image: BUILDER_IMAGE, Cmd: ['sh', '-c', `echo nixdocker-seed-${process.pid} > /tmp/m && nix-store --add /tmp/m`] });
+    await maker.start();
+    assert.is(((await maker.wait()) as { StatusCode: number }).StatusCode, 0);
+    const imageB = `localhost/nixdocker-test-builder-b:${process.pid}`;
+    await maker.commit({ repo: 'localhost/nixdocker-test-builder-b', tag: String(process.pid) });
+    await maker.remove({ force: true });
+    try {
+      const idOf = async (image: string) => (await docker.getImage(image).inspect()).Id;
+      const listed = await runCaptured(docker, { image: imageB, cmd: ['sh', '-c', 'ls -d /nix/store/*-m'] });
+      const marker = listed.output.trim();
+      assert.match(marker, /^\/nix\/store\/[a-z0-9]{32}-m$/);
+
+      const dir = await offlineProject({ volume: VOLUME, config: { builder: { image: imageB, idleSeconds: IDLE_SECONDS } }, files: { 'workdir/local.nix': local(`seedB${process.pid}`) } });
+      const r = await runCli(['-C', dir, 'build'], { env: env() });
+      assert.is(r.exitCode, 0, r.stderr);
+      const inB = await inVolume(VOLUME, ['sh', '-c', `head -1 /nix/var/nixdocker/seeded-by; nix-store --check-validity ${marker} && cat ${marker}`]);
+      assert.is(inB.exitCode, 0, `the new image's store path is not valid in the volume:\n${inB.output}`);
+      assert.equal(inB.output.trim().split('\n'), [await idOf(imageB), `nixdocker-seed-${process.pid}`]);
+
+      // And back: the volume says which image it holds now.
+      const back = await offlineProject({ volume: VOLUME, config: { builder: { idleSeconds: IDLE_SECONDS } }, files: { 'workdir/local.nix': local(`seedA${process.pid}`) } });
+      const again = await runCli(['-C', back, 'build'], { env: env() });
+      assert.is(again.exitCode, 0, again.stderr);
+      const inA = await inVolume(VOLUME, ['head', '-1', '/nix/var/nixdocker/seeded-by']);
+      assert.is(inA.output.trim(), await idOf(BUILDER_IMAGE));
+    } finally {
+      for (const c of await docker.listContainers({ all: true, filters: { ancestor: [imageB] } })) await docker.getContainer(c.Id).remove({ force: true }).catch(() => {});
+      await docker.getImage(imageB).remove({ force: true }).catch(() => {});
+    }
   });
 }
 
