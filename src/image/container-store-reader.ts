@@ -8,6 +8,23 @@ import { normalizeTar, STORE_DIR, storePathName, type StoreDirEntry, type StoreR
 import type { TarEntryIn } from './tar.js';
 import { execStream } from '../engine/exec-stream.js';
 
+/** Prints each directory argument's entries; see ContainerStoreReader.listMany. */
+const LIST_SCRIPT = `for d in "$@"; do
+  printf 'D %s\\0' "$d"
+  r=$(readlink -f "$d" 2>/dev/null) || continue
+  case "$r" in /nix/store/*) ;; *) continue ;; esac
+  [ -d "$r" ] || continue
+  for f in "$r"/* "$r"/.[!.]* "$r"/..?*; do
+    [ -e "$f" ] || [ -L "$f" ] || continue
+    n=\${f##*/}
+    if [ -L "$f" ]; then printf 'l %s\\0%s\\0' "$n" "$(readlink "$f")"
+    elif [ -d "$f" ]; then printf 'd %s\\0' "$n"
+    elif [ -f "$f" ] && [ -x "$f" ]; then printf 'x %s\\0' "$n"
+    elif [ -f "$f" ]; then printf 'f %s\\0' "$n"
+    fi
+  done
+done`;
+
 /** GNU tar in the canonical order (see comparePaths), hard links as files, no owner names to vary. */
 const TAR = ['tar', '--sort=name', '--hard-dereference', '--numeric-owner', '--format=gnu'];
 
@@ -81,6 +98,44 @@ export class ContainerStoreReader implements StoreReader {
     if (exitCode !== 0 || missing.length > 0) {
       throw new Error(`reading ${names.length} store paths from the builder failed (tar exit ${exitCode}${missing.length ? `, missing ${missing.slice(0, 3).join(', ')}` : ''}): ${stderr.trim().split('\n').slice(-3).join(' / ')}`);
     }
+  }
+
+  /**
+   * Many listings in one exec: a POSIX sh loop in the builder prints, per
+   * directory, `D dir` and one record per entry, NUL-separated. Like `list`,
+   * a directory that is a symlink is followed only when it resolves inside
+   * the store; anything else lists as empty.
+   */
+  async listMany(dirs: readonly string[], signal?: AbortSignal): Promise<Map<string, StoreDirEntry[]>> {
+    const out = new Map<string, StoreDirEntry[]>();
+    const wanted = dirs.filter((d) => d.startsWith(`${STORE_DIR}/`));
+    for (const d of dirs) out.set(d, []);
+    if (wanted.length === 0) return out;
+    if (!(await this.canStream(signal))) {
+      for (const d of wanted) out.set(d, await this.list(d, signal));
+      return out;
+    }
+    const { stdout, done } = await execStream(this.container, ['sh', '-c', LIST_SCRIPT, 'sh', ...wanted], signal);
+    const chunks: Buffer[] = [];
+    for await (const c of stdout) chunks.push(c as Buffer);
+    const { exitCode, stderr } = await done;
+    if (exitCode !== 0) throw new Error(`listing ${wanted.length} store directories in the builder failed (exit ${exitCode}): ${stderr.trim().slice(-500)}`);
+    const fields = Buffer.concat(chunks).toString('utf8').split('\0');
+    let current: StoreDirEntry[] | undefined;
+    for (let i = 0; i < fields.length; i++) {
+      const f = fields[i]!;
+      if (f === '') continue;
+      const kind = f[0];
+      const name = f.slice(2);
+      if (kind === 'D') {
+        current = [];
+        out.set(name, current);
+      } else if (current && kind === 'l') current.push({ name, type: 'symlink', executable: false, target: fields[++i] ?? '' });
+      else if (current && kind === 'd') current.push({ name, type: 'directory', executable: false });
+      else if (current && (kind === 'x' || kind === 'f')) current.push({ name, type: 'file', executable: kind === 'x' });
+    }
+    for (const list of out.values()) list.sort((a, b) => compareNames(a.name, b.name));
+    return out;
   }
 
   async list(dir: string, signal?: AbortSignal): Promise<StoreDirEntry[]> {

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { BuiltPackage } from '../nix/types.js';
-import { STORE_DIR, storePathName, type StoreReader } from './store-reader.js';
+import { STORE_DIR, storePathName, type StoreDirEntry, type StoreReader } from './store-reader.js';
 import { comparePaths, type TarEntryIn } from './tar.js';
 
 /** The non-root user every image has. */
@@ -84,12 +84,15 @@ async function binaries(opts: CustomisationOptions): Promise<Map<string, string>
   const out = new Map<string, string>();
   let coreutilsEnv: string | undefined;
   const seen = new Set<string>();
-  for (const pkg of [...opts.base, ...opts.user]) {
+  const pkgs = [...opts.base, ...opts.user];
+  // One request for all bin/ folders where the reader can (through an engine, one each costs ~25 ms).
+  const listed = opts.reader.listMany ? await opts.reader.listMany([...new Set(pkgs.map((p) => `${p.outPath}/bin`))], opts.signal) : new Map<string, StoreDirEntry[]>();
+  for (const pkg of pkgs) {
     if (seen.has(pkg.outPath)) continue;
     seen.add(pkg.outPath);
     storePathName(pkg.outPath);
     const bin = `${pkg.outPath}/bin`;
-    for (const e of await opts.reader.list(bin, opts.signal)) {
+    for (const e of listed.get(bin) ?? (await opts.reader.list(bin, opts.signal))) {
       const runnable = (e.type === 'file' && e.executable) || e.type === 'symlink';
       if (!runnable) continue;
       const target = `${bin}/${e.name}`;

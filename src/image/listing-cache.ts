@@ -33,6 +33,26 @@ export class ListingCache implements StoreReader {
     return entries;
   }
 
+  async listMany(dirs: readonly string[], signal?: AbortSignal): Promise<Map<string, StoreDirEntry[]>> {
+    this.listings ??= (await readJson<Record<string, StoreDirEntry[]>>(this.file)) ?? {};
+    const out = new Map<string, StoreDirEntry[]>();
+    const missing: string[] = [];
+    for (const d of dirs) {
+      const hit = this.listings[d];
+      if (hit) out.set(d, hit);
+      else missing.push(d);
+    }
+    if (missing.length === 0) return out;
+    const fetched = this.inner.listMany ? await this.inner.listMany(missing, signal) : new Map<string, StoreDirEntry[]>();
+    for (const d of missing) {
+      const entries = fetched.get(d) ?? (await this.inner.list(d, signal));
+      this.listings[d] = entries;
+      out.set(d, entries);
+    }
+    this.dirty = true;
+    return out;
+  }
+
   async save(): Promise<void> {
     if (this.dirty && this.listings) await writeJson(this.file, this.listings);
     this.dirty = false;

@@ -40,6 +40,8 @@ export interface StoreReader {
    * or is not a directory.
    */
   list(dir: string, signal?: AbortSignal): Promise<StoreDirEntry[]>;
+  /** `list` of many directories at once, where the reader can do that cheaper than one by one. */
+  listMany?(dirs: readonly string[], signal?: AbortSignal): Promise<Map<string, StoreDirEntry[]>>;
 }
 
 /** Checks `p` is `/nix/store/NAME` and returns NAME. */

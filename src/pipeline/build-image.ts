@@ -13,7 +13,7 @@ import { repositoryPath, type Identity } from '../identity.js';
 import { assembleImage, type AssembledImage, type AssembleProgress } from '../image/assemble.js';
 import { dockerArchiveStream } from '../image/docker-archive.js';
 import { ListingCache } from '../image/listing-cache.js';
-import { FsStoreReader, type StoreReader } from '../image/store-reader.js';
+import { FsStoreReader, type StoreDirEntry, type StoreReader } from '../image/store-reader.js';
 import { processTmpDir } from '../util/process-tmp.js';
 import { nixStep } from './nix-step.js';
 import { uploadBuild } from './cache-upload.js';
@@ -371,5 +371,10 @@ class LazyReader implements StoreReader {
 
   async list(dir: string, signal?: AbortSignal) {
     return (await this.get()).list(dir, signal);
+  }
+
+  async listMany(dirs: readonly string[], signal?: AbortSignal) {
+    const reader = await this.get();
+    return reader.listMany ? reader.listMany(dirs, signal) : new Map<string, StoreDirEntry[]>();
   }
 }

@@ -31,6 +31,9 @@ for i in $(seq 1 40); do
   chmod -R a-w $p
 done
 mkdir -p single-file-dir; printf 'just a file' > ffff0000zzzzzzzzzzzzzzzzzzzzzzzzzzzz-plain-file
+mkdir -p eeee0001zzzzzzzzzzzzzzzzzzzzzzzzzzzz-linked eeee0002zzzzzzzzzzzzzzzzzzzzzzzzzzzz-outside
+ln -s /nix/store/aaaa0001zzzzzzzzzzzzzzzzzzzzzzzzzzzz-pkg-1/bin eeee0001zzzzzzzzzzzzzzzzzzzzzzzzzzzz-linked/bin
+ln -s /usr/bin eeee0002zzzzzzzzzzzzzzzzzzzzzzzzzzzz-outside/bin
 `;
 
 const paths = (n: number) => Array.from({ length: n }, (_, i) => `/nix/store/aaaa${String(i + 1).padStart(4, '0')}${'z'.repeat(28)}-pkg-${i + 1}`);
@@ -70,6 +73,23 @@ if (await requireParts(test, ['engine', 'builder-image'])) {
     // Order of the request does not matter; a subset is a different layer.
     assert.is((await layerOf(new ContainerStoreReader(container, dir), [...want].reverse())).diffId, streamed.diffId);
     assert.is.not((await layerOf(new ContainerStoreReader(container, dir), want.slice(1))).diffId, streamed.diffId);
+  });
+
+  test('listMany in one exec lists what list lists one by one: symlinked folders inside the store followed, outside not', async () => {
+    const reader = new ContainerStoreReader(container, dir);
+    const dirs = [
+      ...paths(3).map((p) => `${p}/bin`),
+      `${paths(1)[0]}/share`,
+      '/nix/store/eeee0001zzzzzzzzzzzzzzzzzzzzzzzzzzzz-linked/bin',
+      '/nix/store/eeee0002zzzzzzzzzzzzzzzzzzzzzzzzzzzz-outside/bin',
+      '/nix/store/00000000000000000000000000000000-not-there/bin',
+    ];
+    const many = await reader.listMany(dirs);
+    // podman's archive API follows a link out of the store (so `list` shows the builder's /usr/bin); listMany does not.
+    for (const d of dirs.filter((x) => !x.includes('-outside'))) assert.equal(many.get(d), await reader.list(d), d);
+    assert.equal(many.get(dirs[0]!)!.map((e) => [e.name, e.type, e.executable]), [['link', 'symlink', false], ['run-1', 'file', true]]);
+    assert.equal(many.get(dirs[4]!), many.get(dirs[0]!));
+    assert.equal(many.get(dirs[5]!), []);
   });
 
   test('a store path missing from the builder fails the layer, naming it', async () => {
