@@ -5,7 +5,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { writeLayerBlob, blobPath } from './blob.js';
 import { customisationEntries } from './customisation.js';
 import { LayerCache, type LayerSource } from './layer-cache.js';
-import { planLayers } from './layering.js';
+import { planLayers, type LayerPlan } from './layering.js';
 import { mapLimit } from '../util/map-limit.js';
 import { imageConfig, imageManifest, resolveImageSettings, sha256Digest } from './oci.js';
 import { STORE_DIR, type StoreReader } from './store-reader.js';
@@ -50,6 +50,11 @@ export interface AssembledLayer {
   file: string;
   /** Taken from the layer cache rather than built in this run. */
   cached: boolean;
+  /**
+   * Writes the blob file again from the store (same bytes, checked), for a
+   * blob the cache pruned before it was pushed or loaded. Store layers only.
+   */
+  regenerate?: (signal?: AbortSignal) => Promise<void>;
 }
 
 export interface AssembledImage {
@@ -85,24 +90,46 @@ export async function assembleImage(opts: AssembleOptions): Promise<AssembledIma
   const progress: AssembleProgress = { layersDone: 0, layersTotal: plans.length, layersCached: 0, bytesRead: 0 };
   const report = () => opts.onProgress?.({ ...progress });
   report();
-  const storeLayers = await mapLimit(plans, opts.concurrency ?? 4, signal, async (plan, sig) => {
-    const source: LayerSource = { kind: 'store', paths: plan.paths };
-    const hit = await cache.get(source);
+  const concurrency = opts.concurrency ?? 4;
+  const regenerator = (plan: LayerPlan, digest: string) => async (again?: AbortSignal) => {
+    const s = again ?? new AbortController().signal;
+    const blob = await writeLayerBlob(tarChunks(storeLayerEntries(reader.read(plan.paths, s)), s), cacheDir, s);
+    if (blob.digest !== digest) throw new Error(`the layer of ${plan.paths.length} store paths came out as ${blob.digest} this time, not ${digest}`);
+  };
+  const storeLayers: AssembledLayer[] = new Array(plans.length);
+  const misses: number[] = [];
+  await mapLimit(plans, 16, signal, async (plan, _sig) => {
+    const i = plans.indexOf(plan);
+    const hit = await cache.get({ kind: 'store', paths: plan.paths });
     if (hit) {
+      storeLayers[i] = { ...hit, paths: plan.paths, kind: plan.kind, file: blobPath(cacheDir, hit.digest), cached: true, regenerate: regenerator(plan, hit.digest) };
       progress.layersDone++;
       progress.layersCached++;
       report();
-      return { ...hit, paths: plan.paths, kind: plan.kind, file: blobPath(cacheDir, hit.digest), cached: true };
-    }
+    } else misses.push(i);
+  });
+  misses.sort((a, b) => a - b);
+  const build = async (i: number, entries: AsyncIterable<TarEntryIn>, sig: AbortSignal) => {
+    const plan = plans[i]!;
     const started = performance.now();
-    const tar = tarChunks(storeLayerEntries(reader, plan.paths, sig), sig);
+    const tar = tarChunks(storeLayerEntries(entries), sig);
     const blob = await writeLayerBlob(opts.onProgress ? counted(tar, (n) => { progress.bytesRead += n; report(); }) : tar, cacheDir, sig);
-    await cache.put(source, blob);
+    await cache.put({ kind: 'store', paths: plan.paths }, blob);
     log.debug({ kind: plan.kind, paths: plan.paths.length, size: blob.size, ms: Math.round(performance.now() - started) }, 'layer built');
     progress.layersDone++;
     report();
-    return { ...blob, paths: plan.paths, kind: plan.kind, cached: false };
-  });
+    storeLayers[i] = { ...blob, paths: plan.paths, kind: plan.kind, cached: false, regenerate: regenerator(plan, blob.digest) };
+  };
+  if (reader.readLayers && misses.length > 1) {
+    // A few streams, each carrying several layers one after the other (an exec per layer costs 0.1 s or more).
+    const streams = splitBySize(misses, Math.min(concurrency, misses.length), (i) => plans[i]!.paths.reduce((s, p) => s + (result.closure[p]?.narSize ?? 0), 0));
+    await mapLimit(streams, concurrency, signal, async (batch, sig) => {
+      let k = 0;
+      for await (const entries of reader.readLayers!(batch.map((i) => plans[i]!.paths), sig)) await build(batch[k++]!, entries, sig);
+    });
+  } else {
+    await mapLimit(misses, concurrency, signal, (i, sig) => build(i, reader.read(plans[i]!.paths, sig), sig));
+  }
 
   const custom = await tarBuffer(await customisationEntries({ base: result.base, user: result.user, workingDir: settings.workingDir, reader, signal }));
   const customSource: LayerSource = { kind: 'content', diffId: sha256Digest(custom) };
@@ -135,8 +162,19 @@ async function* counted(chunks: AsyncIterable<Buffer>, add: (n: number) => void)
 }
 
 /** A store layer holds `/nix` and `/nix/store` too, so its directories' modes never depend on the engine. */
-async function* storeLayerEntries(reader: StoreReader, paths: string[], signal: AbortSignal): AsyncGenerator<TarEntryIn> {
+async function* storeLayerEntries(entries: AsyncIterable<TarEntryIn>): AsyncGenerator<TarEntryIn> {
   yield { type: 'directory', path: '/nix' };
   yield { type: 'directory', path: STORE_DIR };
-  yield* reader.read(paths, signal);
+  yield* entries;
+}
+
+/** `items` in `n` lists of about equal total `size`, each in the original order (largest first, to the lightest list). */
+function splitBySize(items: number[], n: number, size: (i: number) => number): number[][] {
+  const lists = Array.from({ length: n }, () => ({ items: [] as number[], total: 0 }));
+  for (const i of [...items].sort((a, b) => size(b) - size(a) || a - b)) {
+    const lightest = lists.reduce((best, l) => (l.total < best.total ? l : best));
+    lightest.items.push(i);
+    lightest.total += size(i);
+  }
+  return lists.map((l) => l.items.sort((a, b) => a - b)).filter((l) => l.length > 0);
 }

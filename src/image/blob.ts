@@ -9,6 +9,8 @@ import { createGzip } from 'node:zlib';
 
 /** Part of the layer format: changing it changes every blob digest. */
 export const GZIP_LEVEL = 6;
+/** Bytes of tar handed to gzip at once. */
+const COALESCE = 64 * 1024;
 /** The gzip header's OS byte, fixed to "Unix": zlib writes another on some platforms (19 on macOS). */
 const GZIP_OS_UNIX = 3;
 
@@ -60,10 +62,22 @@ export async function writeLayerBlob(tar: AsyncIterable<Buffer> | Iterable<Buffe
     await pipeline(
       Readable.from(tar, { objectMode: false }),
       async function* hashTar(source: AsyncIterable<Buffer>) {
+        // Each write to gzip is a trip to the thread pool: hand it 64 KiB at a
+        // time, not a 512-byte header per entry (deflate's output does not
+        // depend on how its input is cut).
+        let parts: Buffer[] = [];
+        let held = 0;
         for await (const chunk of source) {
           diff.update(chunk);
-          yield chunk;
+          parts.push(chunk);
+          held += chunk.length;
+          if (held >= COALESCE) {
+            yield parts.length === 1 ? parts[0]! : Buffer.concat(parts, held);
+            parts = [];
+            held = 0;
+          }
         }
+        if (held > 0) yield Buffer.concat(parts, held);
       },
       createGzip({ level: GZIP_LEVEL }),
       async function* hashBlob(source: AsyncIterable<Buffer>) {

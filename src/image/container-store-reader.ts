@@ -80,6 +80,45 @@ export class ContainerStoreReader implements StoreReader {
     return this.streaming;
   }
 
+  /**
+   * Several layers through one exec: tar gets every set's names, set after
+   * set (each sorted), and the stream is split where an entry's store path
+   * belongs to the next set. Assembly reads its layers in a few such streams
+   * rather than one exec per layer (~0.1–0.5 s each on a busy podman).
+   */
+  async *readLayers(pathSets: readonly (readonly string[])[], signal?: AbortSignal): AsyncGenerator<AsyncIterable<TarEntryIn>> {
+    if (!(await this.canStream(signal))) {
+      for (const set of pathSets) yield this.read(set, signal);
+      return;
+    }
+    const sets = pathSets.map((set) => [...new Set(set)].sort(comparePaths).map(storePathName));
+    const owner = new Map<string, number>();
+    sets.forEach((names, i) => names.forEach((n) => owner.set(n, i)));
+    const entries = this.readStreamed(sets.flat(), signal)[Symbol.asyncIterator]();
+    let pending: IteratorResult<TarEntryIn> | null = null;
+    const next = async () => (pending ??= await entries.next());
+    try {
+      for (let i = 0; i < sets.length; i++) {
+        const index = i;
+        yield (async function* () {
+          for (;;) {
+            const r = await next();
+            if (r.done) return;
+            const top = r.value.path.slice(STORE_DIR.length + 1).split('/')[0]!;
+            if (owner.get(top) !== index) return;
+            pending = null;
+            yield r.value;
+          }
+        })();
+      }
+      // Reach the stream's end, so that a failed tar or a missing path is reported.
+      const r = await next();
+      if (!r.done) throw new Error(`tar sent ${r.value.path}, which no layer asked for`);
+    } finally {
+      await entries.return?.(undefined);
+    }
+  }
+
   private async *readStreamed(names: string[], signal?: AbortSignal): AsyncGenerator<TarEntryIn> {
     // `--` ends the options: a store path name cannot start with `-`, but no name is taken as one.
     const { stdout, done } = await execStream(this.container, [...TAR, '-cf', '-', '-C', STORE_DIR, '--', ...names], signal);

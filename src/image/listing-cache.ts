@@ -23,6 +23,11 @@ export class ListingCache implements StoreReader {
     return this.inner.read(storePaths, signal);
   }
 
+  async *readLayers(pathSets: readonly (readonly string[])[], signal?: AbortSignal): AsyncGenerator<AsyncIterable<TarEntryIn>> {
+    if (this.inner.readLayers) yield* this.inner.readLayers(pathSets, signal);
+    else for (const set of pathSets) yield this.inner.read(set, signal);
+  }
+
   async list(dir: string, signal?: AbortSignal): Promise<StoreDirEntry[]> {
     this.listings ??= (await readJson<Record<string, StoreDirEntry[]>>(this.file)) ?? {};
     const hit = this.listings[dir];

@@ -40,6 +40,12 @@ export interface StoreReader {
    * or is not a directory.
    */
   list(dir: string, signal?: AbortSignal): Promise<StoreDirEntry[]>;
+  /**
+   * The entries of several layers from one stream, where the reader can do
+   * that cheaper than one `read` each: yields one iterable per path set, in
+   * order, each to be read to its end before the next is asked for.
+   */
+  readLayers?(pathSets: readonly (readonly string[])[], signal?: AbortSignal): AsyncGenerator<AsyncIterable<TarEntryIn>>;
   /** `list` of many directories at once, where the reader can do that cheaper than one by one. */
   listMany?(dirs: readonly string[], signal?: AbortSignal): Promise<Map<string, StoreDirEntry[]>>;
 }

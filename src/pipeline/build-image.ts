@@ -373,6 +373,12 @@ class LazyReader implements StoreReader {
     return (await this.get()).list(dir, signal);
   }
 
+  async *readLayers(pathSets: readonly (readonly string[])[], signal?: AbortSignal) {
+    const reader = await this.get();
+    if (reader.readLayers) yield* reader.readLayers(pathSets, signal);
+    else for (const set of pathSets) yield reader.read(set, signal);
+  }
+
   async listMany(dirs: readonly string[], signal?: AbortSignal) {
     const reader = await this.get();
     return reader.listMany ? reader.listMany(dirs, signal) : new Map<string, StoreDirEntry[]>();
