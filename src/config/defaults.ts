@@ -23,6 +23,7 @@ export const DEFAULTS: Omit<Config, 'projectDir' | 'configFile' | 'cacheDir'> & 
   },
   image: { maxLayers: 100 },
   platforms: null,
+  cache: { keepResults: 20 },
   watch: { debounceMs: 300, cancelSuperseded: true },
   plugins: ['push'],
   cacheDir: '.nixdocker',

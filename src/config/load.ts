@@ -92,6 +92,7 @@ export async function loadConfig(projectDir: string, opts: LoadOptions = {}): Pr
     builder: hostPaths(root, { ...DEFAULTS.builder, ...withoutNulls(input.builder) }),
     image: { ...DEFAULTS.image, ...withoutNulls(input.image) },
     platforms: null,
+    cache: { ...DEFAULTS.cache, ...withoutNulls(input.cache) },
     watch: { ...DEFAULTS.watch, ...input.watch },
     plugins: input.plugins ?? DEFAULTS.plugins,
     cacheDir: checkCacheDir(root, input.cacheDir ?? DEFAULTS.cacheDir, where),

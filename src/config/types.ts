@@ -81,6 +81,13 @@ export interface Config {
    * for an ordinary builder image) is the one platform.
    */
   platforms: PlatformTarget[] | null;
+  /** Bounds of cacheDir. */
+  cache: {
+    /** Most bytes of layer blobs; undefined: the larger of 2 GiB and twice the current image. */
+    maxBytes?: number;
+    /** Build results kept besides the current identity's. */
+    keepResults: number;
+  };
   watch: {
     debounceMs: number;
     cancelSuperseded: boolean;

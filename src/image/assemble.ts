@@ -20,6 +20,12 @@ export interface AssembleOptions {
   cacheDir: string;
   signal?: AbortSignal;
   log?: Logger;
+  /**
+   * The reader a layer made again later (see AssembledLayer.regenerate) reads
+   * through, and what to let go of after; `reader` when not given. A builder
+   * released after assembly needs this.
+   */
+  laterReader?: () => Promise<{ reader: StoreReader; release(): Promise<void> }>;
   /** Layers built at once (gzip runs on libuv's thread pool); 4 by default. */
   concurrency?: number;
   /** Called as store bytes are read and as each layer is done. */
@@ -51,8 +57,8 @@ export interface AssembledLayer {
   /** Taken from the layer cache rather than built in this run. */
   cached: boolean;
   /**
-   * Writes the blob file again from the store (same bytes, checked), for a
-   * blob the cache pruned before it was pushed or loaded. Store layers only.
+   * Writes the blob file again (a store layer from the store, its bytes
+   * checked), for a blob the cache pruned before it was pushed or loaded.
    */
   regenerate?: (signal?: AbortSignal) => Promise<void>;
 }
@@ -93,7 +99,13 @@ export async function assembleImage(opts: AssembleOptions): Promise<AssembledIma
   const concurrency = opts.concurrency ?? 4;
   const regenerator = (plan: LayerPlan, digest: string) => async (again?: AbortSignal) => {
     const s = again ?? new AbortController().signal;
-    const blob = await writeLayerBlob(tarChunks(storeLayerEntries(reader.read(plan.paths, s)), s), cacheDir, s);
+    const later = opts.laterReader ? await opts.laterReader() : { reader, release: async () => {} };
+    let blob;
+    try {
+      blob = await writeLayerBlob(tarChunks(storeLayerEntries(later.reader.read(plan.paths, s)), s), cacheDir, s);
+    } finally {
+      await later.release();
+    }
     if (blob.digest !== digest) throw new Error(`the layer of ${plan.paths.length} store paths came out as ${blob.digest} this time, not ${digest}`);
   };
   const storeLayers: AssembledLayer[] = new Array(plans.length);
@@ -136,11 +148,11 @@ export async function assembleImage(opts: AssembleOptions): Promise<AssembledIma
   let customLayer: AssembledLayer;
   const hit = await cache.get(customSource);
   if (hit) {
-    customLayer = { ...hit, paths: [], kind: 'customisation', file: blobPath(cacheDir, hit.digest), cached: true };
+    customLayer = { ...hit, paths: [], kind: 'customisation', file: blobPath(cacheDir, hit.digest), cached: true, regenerate: async (s) => void (await writeLayerBlob([custom], cacheDir, s)) };
   } else {
     const blob = await writeLayerBlob([custom], cacheDir, signal);
     await cache.put(customSource, blob);
-    customLayer = { ...blob, paths: [], kind: 'customisation', cached: false };
+    customLayer = { ...blob, paths: [], kind: 'customisation', cached: false, regenerate: async (s) => void (await writeLayerBlob([custom], cacheDir, s)) };
   }
 
   const layers = [...storeLayers, customLayer];

@@ -17,6 +17,7 @@ import { FsStoreReader, type StoreDirEntry, type StoreReader } from '../image/st
 import { processTmpDir } from '../util/process-tmp.js';
 import { nixStep } from './nix-step.js';
 import { uploadBuild } from './cache-upload.js';
+import { pruneCache } from './disk-cache.js';
 import type { UploadReport } from '../nix/binary-cache.js';
 import type { FailedPhase, Pipeline } from './pipeline.js';
 import { pushStep } from './push-step.js';
@@ -192,6 +193,7 @@ export async function buildImage(p: Pipeline, req: BuildRequest): Promise<BuildO
     }
     signal.throwIfAborted();
     await p.rememberInputs(id);
+    await keepCacheBounded(p, id, builds.map((b) => b.assembled));
     phase = null;
     await hooks.imageReady.promise(desc);
     // The upload to the binary cache reads each builder's store after the image is ready.
@@ -275,10 +277,16 @@ async function buildPlatform(
     phase = 'assemble';
     hooks.buildPhase.call(req.buildId, 'assemble', platformName);
     const t0 = performance.now();
+    // A layer whose blob the cache pruned before the push is made again through a builder of its own.
+    const laterReader = async () => {
+      const r = await p.acquireRunner(id, target);
+      return { reader: readerFor(r, config.cacheDir), release: () => p.releaseRunner(r, target) };
+    };
     const assembled = await assembleImage({
       result: nix.result,
       settings: config.image,
       reader,
+      laterReader,
       cacheDir: config.cacheDir,
       signal: req.signal,
       log,
@@ -347,6 +355,21 @@ async function uploadAfterBuild(p: Pipeline, runner: NixRunner, result: BuildRes
     return { ok: false, url, message };
   } finally {
     durations.cacheUpload = Math.round(performance.now() - t0);
+  }
+}
+
+/** Prunes the cache directory after a build; a failure to prune is logged, never fails the build. */
+async function keepCacheBounded(p: Pipeline, id: Identity, images: AssembledImage[]): Promise<void> {
+  try {
+    const layers = images.flatMap((img) => img.layers);
+    const report = await pruneCache(
+      p.config.cacheDir,
+      { digests: layers.map((l) => l.digest), imageBytes: layers.reduce((s, l) => s + l.size, 0), result: { name: id.name, tag: id.tag } },
+      { maxBytes: p.config.cache.maxBytes ?? null, keepResults: p.config.cache.keepResults },
+    );
+    if (report.blobsRemoved > 0 || report.resultsRemoved > 0) p.log.debug(report, 'cache pruned');
+  } catch (err) {
+    p.log.warn({ err: (err as Error).message }, 'could not prune the cache directory');
   }
 }
 

@@ -3,7 +3,8 @@ import { Readable } from 'node:stream';
 import { mapLimit } from '../util/map-limit.js';
 import { readJson, writeJson } from '../util/json-file.js';
 import path from 'node:path';
-import type { AssembledImage } from '../image/assemble.js';
+import type { AssembledImage, AssembledLayer } from '../image/assemble.js';
+import { hasBlob } from '../image/blob.js';
 import { MEDIA_TYPE } from '../image/oci.js';
 import type { RegistryClient } from '../registry/index.js';
 
@@ -43,7 +44,7 @@ export async function pushImage(
   const known = await BlobHomes.open(opts.cacheDir, registry.host);
   const stats: PushStats = { uploaded: 0, skipped: 0, mounted: 0, bytesUploaded: 0 };
   const blobs = [
-    ...image.layers.map((l) => ({ digest: l.digest, size: l.size, open: () => createReadStream(l.file) })),
+    ...image.layers.map((l) => ({ digest: l.digest, size: l.size, open: () => layerStream(l, opts.signal) })),
     { digest: image.configDigest, size: image.config.length, open: () => Readable.from([image.config]) },
   ];
   const unique = [...new Map(blobs.map((b) => [b.digest, b])).values()];
@@ -74,6 +75,23 @@ export async function pushImage(
   opts.signal?.throwIfAborted();
   await registry.putManifest(repo, tag, image.manifest, MEDIA_TYPE.manifest, { signal: opts.signal });
   return stats;
+}
+
+/**
+ * The blob file of a layer; one the cache pruned meanwhile (another build of
+ * the project, a small cache.maxBytes) is written again from the store first.
+ */
+function layerStream(layer: AssembledLayer, signal?: AbortSignal): Readable {
+  return Readable.from(
+    (async function* () {
+      if (!(await hasBlob(path.dirname(path.dirname(path.dirname(layer.file))), layer.digest, layer.size))) {
+        if (!layer.regenerate) throw new Error(`the blob of layer ${layer.digest} is gone from the cache and cannot be made again`);
+        await layer.regenerate(signal);
+      }
+      yield* createReadStream(layer.file);
+    })(),
+    { objectMode: false },
+  );
 }
 
 /**

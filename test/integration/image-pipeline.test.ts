@@ -194,6 +194,45 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
     assert.match(run.stdout, 'greetings, again');
   });
 
+  test('bounded cache: only the current image keeps its blobs; a blob pruned before the push is made again from the store', async () => {
+    const reg = await startRegistry();
+    const dir = await offlineProject({ volume: VOLUME, config: { registry: { host: reg.host }, cache: { maxBytes: 1, keepResults: 1 }, plugins: ['push', './prune.mjs'] } });
+    // Another process pruning between assembly and push, as a second build of the project may.
+    await writeFile(
+      path.join(dir, 'prune.mjs'),
+      `import { readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+export default { name: 'prune', apply(hooks, ctx) {
+  hooks.built.tapPromise('prune', async () => {
+    const dir = path.join(ctx.cacheDir, 'blobs', 'sha256');
+    for (const f of await readdir(dir)) await rm(path.join(dir, f));
+  });
+} };
+`,
+    );
+    const first = await build(dir, ['--force']);
+    assert.is(first.status, 'built');
+    assert.is(first.push!.uploaded, first.image!.layers.length + 1, 'every layer and the config uploaded');
+    const [, repo] = /^[^/]+\/(.*):[0-9a-f]{32}$/.exec(first.reference)!;
+    for (const l of first.image!.layers) {
+      const head = await fetch(`http://${reg.host}/v2/${repo}/blobs/${l.digest}`, { method: 'HEAD' });
+      assert.is(head.status, 200, `${l.digest} in the registry`);
+    }
+    const blobs = () => readdir(path.join(dir, '.nixdocker', 'blobs', 'sha256'));
+    assert.equal((await blobs()).sort(), first.image!.layers.map((l) => l.digest.slice(7)).sort(), 'made again, and kept as the current image');
+
+    await writeFile(path.join(dir, '.nixdockerrc.json'), JSON.stringify({ ...JSON.parse(await readFile(path.join(dir, '.nixdockerrc.json'), 'utf8')), plugins: ['push'] }));
+    await writeFile(path.join(dir, 'workdir', 'local.nix'), ADD_SHOUT(`bounded${process.pid}`));
+    const second = await build(dir);
+    assert.is(second.status, 'built');
+    assert.equal((await blobs()).sort(), [...new Set(second.image!.layers.map((l) => l.digest.slice(7)))].sort(), 'the older image\'s blobs are pruned');
+    const results = await readdir(path.join(dir, '.nixdocker', 'results'), { recursive: true });
+    assert.ok(results.filter((f) => f.endsWith('.json')).length <= 2, results.join(' '));
+    const status = await runCli(['-C', dir, 'cache', 'status', '--json']);
+    assert.is(status.exitCode, 0, status.stderr);
+    assert.is(JSON.parse(status.stdout).blobs.count, (await blobs()).length);
+  });
+
   test('basic auth: credentials from a docker config file work; without them a clear error; the password is never printed', async () => {
     const password = `s3cret-${process.pid}-pw`;
     const reg = await startRegistry({ htpasswd: { user: 'alice', password } }, { port: 5001 });
