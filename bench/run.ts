@@ -3,7 +3,9 @@
  * services of scripts/services.sh, prints a table on stdout and writes
  * bench/results/latest.json. Progress goes to stderr.
  *
- *   node --import tsx bench/run.ts [NAME-PREFIX...]   only the benchmarks whose name starts so
+ *   node --import tsx bench/run.ts [--quick] [NAME-PREFIX...]
+ *     NAME-PREFIX: only the benchmarks whose name starts so
+ *     --quick: skip the large fixtures (scale-200, -1500, -50: minutes and GBs)
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -12,6 +14,7 @@ import { stopRegistries, cleanupDirs } from '../test/helpers/registry.js';
 import { identityBenchmarks } from './benchmarks/identity.js';
 import { pushBenchmarks } from './benchmarks/push.js';
 import { MULTI_PLATFORM_NAMES, platformBenchmarks } from './benchmarks/platforms.js';
+import { assemblyBenchmarks, scaleBenchmarks, SCALE_NAMES } from './benchmarks/scale.js';
 import { watchAvailable, watchBenchmarks, watchSkipped } from './benchmarks/watch.js';
 import { sharedCacheBenchmarks } from './benchmarks/shared-cache.js';
 import { progress, REPO_ROOT } from './lib/proc.js';
@@ -21,6 +24,8 @@ import type { Result, Unit } from './lib/result.js';
 interface Group {
   names: { name: string; unit: Unit }[];
   run: () => Promise<Result[]>;
+  /** Left out by --quick. */
+  large?: boolean;
 }
 
 const GROUPS: Group[] = [
@@ -53,6 +58,14 @@ const GROUPS: Group[] = [
     names: [{ name: 'shared-cache', unit: 's' }],
     run: sharedCacheBenchmarks,
   },
+  {
+    names: [
+      { name: 'assembly-600-vs-6', unit: 's' },
+      { name: 'base-change-600-share', unit: 'percent' },
+    ],
+    run: assemblyBenchmarks,
+  },
+  { names: SCALE_NAMES, run: scaleBenchmarks, large: true },
 ];
 
 async function machine() {
@@ -69,13 +82,14 @@ async function machine() {
 }
 
 async function main(): Promise<number> {
-  const only = process.argv.slice(2);
+  const quick = process.argv.includes('--quick');
+  const only = process.argv.slice(2).filter((a) => a !== '--quick');
   const wanted = (name: string) => only.length === 0 || only.some((p) => name.startsWith(p));
   const t0 = performance.now();
   const results: Result[] = [];
   let failed = 0;
   for (const group of GROUPS) {
-    if (!group.names.some((n) => wanted(n.name))) continue;
+    if (!group.names.some((n) => wanted(n.name)) || (quick && group.large)) continue;
     try {
       results.push(...(await group.run()).filter((r) => wanted(r.name)));
     } catch (err) {

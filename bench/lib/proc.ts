@@ -59,3 +59,33 @@ export async function build(dir: string, args: string[], env: Record<string, str
 export function dockerRef(reference: string): string {
   return `docker://${reference}`;
 }
+
+/**
+ * `timed` under GNU time: also the peak resident set of the process (and of
+ * its largest child, as getrusage reports it), in bytes.
+ */
+export async function timedRss(file: string, args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<Timed & { maxRss: number }> {
+  const { mkdtemp, readFile, rm } = await import('node:fs/promises');
+  const os = await import('node:os');
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'nixdocker-bench-rss-'));
+  try {
+    const out = path.join(dir, 'rss');
+    const r = await timed('/usr/bin/time', ['-f', '%M', '-o', out, file, ...args], opts);
+    const kb = Number((await readFile(out, 'utf8')).trim().split('\n').pop());
+    return { ...r, maxRss: kb * 1024 };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** `nixdocker build --json` under GNU time. */
+export async function buildRss(dir: string, args: string[], env: Record<string, string> = {}, timeoutMs = 600_000): Promise<{ run: Timed & { maxRss: number }; out: BuildJson }> {
+  const run = await timedRss(process.execPath, [BIN, '-C', dir, 'build', '--json', ...args], { env, timeoutMs });
+  return { run, out: JSON.parse(run.stdout) as BuildJson };
+}
+
+/** Bytes under `dir`, as `du -sb` counts them. */
+export async function diskUsage(dir: string): Promise<number> {
+  const r = await timed('du', ['-sb', dir]);
+  return Number(r.stdout.split(/\s/)[0]);
+}
