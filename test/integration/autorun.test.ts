@@ -169,6 +169,22 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
     assert.equal(await runContainers(d.pipeline.config.projectDir), [], 'no container left');
   });
 
+  test('WORKDIR/user swapped for a symlink to /etc: autorun refuses to mount it, the command does not run', async () => {
+    const d = await drive([['autorun', { command: ['sh', '-c', 'head -1 shadow; head -1 passwd'] }]]);
+    const { rm, symlink } = await import('node:fs/promises');
+    const userDir = `${d.dir}/workdir/user`;
+    await rm(userDir, { recursive: true });
+    await symlink('/etc', userDir);
+    await d.fireReady(loaded);
+    const r = await d.next();
+    assert.is(r.exitCode, null, r.output);
+    assert.match(r.output, /workdir\/user named by "workdir".*symlink to \/etc, outside the project directory/);
+    assert.not.match(r.output, 'root:');
+    assert.ok(d.logs.some((l) => l.level === 50 && /outside the project directory/.test(l.msg)), 'an error says so');
+    await d.pipeline.shutdown();
+    assert.equal(await runContainers(d.pipeline.config.projectDir), [], 'no container was even created');
+  });
+
   test('timeoutMs kills a command that runs too long; that is not a cancel', async () => {
     const d = await drive([['autorun', { command: ['sleep', '60'], timeoutMs: 1500 }]]);
     await d.fireReady(loaded);
