@@ -20,7 +20,7 @@ import type { Identity, IdentityOptions, InputFile } from '../identity.js';
 import type { Logger } from '../log.js';
 import { readJson, writeJson } from '../util/json-file.js';
 import { loadPlugins } from '../plugin-loader.js';
-import type { BuildTarget } from './targets.js';
+import { buildTargets, type BuildTarget } from './targets.js';
 import { RegistryClient } from '../registry/index.js';
 import { nixBuildSettings, type NixBuildSettings } from './nix-settings.js';
 import { identify } from './identify.js';
@@ -134,15 +134,24 @@ export class Pipeline {
       engine: () => this.engine(),
       collectGarbage: async (keep, signal) => {
         if (this.config.builder.mode !== 'container') throw new Error('Nix garbage is collected only in the builder container (builder.mode "container")');
-        const target = { image: this.config.builder.image, volume: this.config.builder.volume };
         const results = new ResultCache(this.config.cacheDir);
-        const keepOutPaths: string[] = [];
-        for (const { name, tag } of keep) {
-          const r = await results.get(name, tag);
-          for (const pkg of [...(r?.base ?? []), ...(r?.user ?? [])]) keepOutPaths.push(pkg.outPath);
-        }
         const sig = signal && this.buildSignal ? AbortSignal.any([signal, this.buildSignal]) : signal ?? this.buildSignal;
-        return collectGarbage(this.engine(), target, { projectDir: this.config.projectDir, keepOutPaths, signal: sig });
+        // Each platform's builder has a store of its own, holding that platform's outputs.
+        let exitCode = 0;
+        const output: string[] = [];
+        for (const target of buildTargets(this.config)) {
+          const key = target.platform ? target.key : undefined;
+          const keepOutPaths: string[] = [];
+          for (const { name, tag } of keep) {
+            const r = await results.get(name, tag, key);
+            for (const pkg of [...(r?.base ?? []), ...(r?.user ?? [])]) keepOutPaths.push(pkg.outPath);
+          }
+          const { image, volume } = target.builder;
+          const r = await collectGarbage(this.engineFor(target), { image, volume, ...(target.builder.platform ? { platform: target.builder.platform } : {}) }, { projectDir: this.config.projectDir, keepOutPaths, signal: sig });
+          output.push(key ? `${key}:\n${r.output}` : r.output);
+          if (exitCode === 0) exitCode = r.exitCode;
+        }
+        return { exitCode, output: output.join('\n') };
       },
     };
   }
