@@ -1,4 +1,4 @@
-import type { CommandResult, ImageDescription, Plugin, PluginContext } from '../src/hooks.js';
+import type { CommandResult, ImageDescription, Plugin, PluginContext } from '../src/index.js';
 import { parseEnvOption, parsePublish, type PublishedPort } from '../src/index.js';
 
 /**

@@ -1,6 +1,6 @@
 import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { ImageDescription, Plugin, PluginContext } from '../src/hooks.js';
+import type { ImageDescription, Plugin, PluginContext } from '../src/index.js';
 
 /**
  * gc: after each new image, keeps the newest `keep` tags of its repository and

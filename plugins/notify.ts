@@ -1,7 +1,7 @@
 import { execa } from 'execa';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import type { BuildFailure, ImageDescription, Plugin, PluginContext } from '../src/hooks.js';
+import type { BuildFailure, ImageDescription, Plugin, PluginContext } from '../src/index.js';
 
 /**
  * The built-in notify plugin: a desktop notification when an image is ready

@@ -45,6 +45,15 @@ export async function loadConfig(projectDir: string, opts: LoadOptions = {}): Pr
     found = await explorer.search(root);
   } catch (err) {
     const file = (err as { filepath?: string }).filepath ?? guessFile(err);
+    // A config written as code may import a package the project lacks (typescript for a .ts file, nixdocker for defineConfig).
+    const missing = /Cannot find (?:package|module) '([^']+)'/.exec((err as Error)?.message ?? '')?.[1];
+    if (missing && !missing.startsWith('.') && !path.isAbsolute(missing)) {
+      throw new UserError(
+        `Cannot read the nixdocker config${file ? ` in ${file}` : ''}: it needs the package ${missing}, which the project does not have.`,
+        `install it in the project: npm install --save-dev ${missing}${missing === 'typescript' ? ' (or write the config as nixdocker.config.mjs)' : ''}`,
+        { cause: err },
+      );
+    }
     throw new UserError(
       `Cannot read the nixdocker config${file ? ` in ${file}` : ''}: ${syntaxProblem(file, err)}`,
       'fix the syntax of that file (JSON files allow no comments or trailing commas)',
