@@ -7,6 +7,7 @@ import { formatJsonError } from '../util/json-syntax.js';
 import { configWhere, isWithin, resolveInside } from './containment.js';
 import { DEFAULTS } from './defaults.js';
 import { validate } from './schema.js';
+import { PROTOTYPE_FILE, readPrototypeConfig, REGISTRY_CONTAINER_NOTE } from './prototype.js';
 import type { Config, ConfigInput, PlatformSpec, PlatformTarget } from './types.js';
 import { formatPlatform, parsePlatform, platformSlug } from './platform.js';
 
@@ -68,8 +69,10 @@ export async function loadConfig(projectDir: string, opts: LoadOptions = {}): Pr
       `write the settings as an object, e.g. {} for all defaults, or remove ${path.relative(root, empty)}`,
     );
   }
-  const file = found?.filepath ?? null;
-  const raw: unknown = found && !found.isEmpty ? found.config : {};
+  // No nixdocker config: a project of the prototype still works from its config.json.
+  const prototype = found ? null : readPrototypeConfig(root);
+  const file = found?.filepath ?? prototype?.file ?? null;
+  const raw: unknown = prototype ? prototype.input : found && !found.isEmpty ? found.config : {};
   const where = configWhere(root, file);
 
   const problems = validate(raw);
@@ -83,6 +86,12 @@ export async function loadConfig(projectDir: string, opts: LoadOptions = {}): Pr
 
   const input = raw as ConfigInput;
   const warnings: string[] = [];
+  if (prototype) {
+    warnings.push(
+      `Using the prototype's ${PROTOTYPE_FILE} (${prototype.converted.map((c) => c.split(' → ')[0]).join(', ') || 'no settings nixdocker uses'}); \`nixdocker init\` converts it to .nixdockerrc.json.`,
+      ...prototype.notes.filter((n) => n !== REGISTRY_CONTAINER_NOTE || !env.DOCKER_REGISTRY_CONTAINER),
+    );
+  }
   const registry = { ...DEFAULTS.registry, ...input.registry };
   if (env.DOCKER_REGISTRY_HOST) registry.host = env.DOCKER_REGISTRY_HOST;
   if (env.DOCKER_REGISTRY_CONTAINER) {

@@ -48,6 +48,57 @@ test('init scaffolds a project whose hash works, and never overwrites', async ()
   assert.match(hash.stdout.trim(), /^localhost:5000\/nixdocker\/[0-9a-f]{32}:[0-9a-f]{32}$/);
 });
 
+/** A project laid out like the prototype's: config.json, its scripts, env/ and workdir/, no nixdocker config. */
+const PROTOTYPE = {
+  'config.json': JSON.stringify({ userConfig: ['workdir/local.nix', 'workdir/extra.nix'], DOCKER_REGISTRY_HOST: 'registry.lab:5000', DOCKER_REGISTRY_CONTAINER: 'registry:5000' }, null, 2),
+  'run-builder.sh': '#!/bin/sh\n# the prototype\'s builder script\n',
+  'run-image.sh': '#!/bin/sh\n# the prototype\'s image script\n',
+  'env/default.nix': '[ ]\n',
+  'workdir/local.nix': '[ ]\n',
+  'workdir/extra.nix': '[ ]\n',
+};
+
+test('a prototype project with only config.json works: userConfig and DOCKER_REGISTRY_HOST honoured, DOCKER_REGISTRY_CONTAINER explained', async () => {
+  const dir = await tmpProject(PROTOTYPE);
+  const r = await runCli(['-C', dir, 'hash', '--json']);
+  assert.is(r.exitCode, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.match(out.image, /^registry\.lab:5000\/nixdocker\/[0-9a-f]{32}:[0-9a-f]{32}$/);
+  assert.equal(out.inputs.map((i: { path: string }) => i.path), ['env/default.nix', 'workdir/local.nix', 'workdir/extra.nix']);
+  const warnings = r.stderr.trim().split('\n').map((l) => JSON.parse(l).msg as string);
+  assert.ok(warnings.some((w) => /^Using the prototype's config\.json \(userConfig, DOCKER_REGISTRY_HOST\); `nixdocker init` converts it/.test(w)), warnings.join('\n'));
+  assert.ok(warnings.some((w) => /^DOCKER_REGISTRY_CONTAINER is not needed: nixdocker pushes from the host/.test(w)), warnings.join('\n'));
+  // A bad value names the prototype's file.
+  await writeFile(path.join(dir, 'config.json'), JSON.stringify({ userConfig: 7 }));
+  const bad = await runCli(['-C', dir, 'hash']);
+  assert.is(bad.exitCode, 1);
+  assert.match(bad.stderr, '"userConfig" in config.json (the prototype\'s config) must be a file path or a list of them');
+});
+
+test('init in a prototype project writes .nixdockerrc.json from config.json and says what it converted; the image stays the same', async () => {
+  const dir = await tmpProject(PROTOTYPE);
+  const before = await runCli(['-C', dir, 'hash']);
+  const r = await runCli(['-C', dir, 'init']);
+  assert.is(r.exitCode, 0, r.stderr);
+  assert.match(r.stdout, "converted config.json (the prototype's) into .nixdockerrc.json: userConfig → userConfig, DOCKER_REGISTRY_HOST → registry.host");
+  assert.match(r.stdout, 'DOCKER_REGISTRY_CONTAINER is not needed');
+  assert.not.match(r.stdout, 'env/', 'the project\'s environment is its own: nothing added');
+  const rc = JSON.parse(await readFile(path.join(dir, '.nixdockerrc.json'), 'utf8'));
+  assert.equal(rc, { userConfig: ['workdir/local.nix', 'workdir/extra.nix'], registry: { host: 'registry.lab:5000' } });
+  const after = await runCli(['-C', dir, 'hash']);
+  assert.is(after.exitCode, 0, after.stderr);
+  assert.is(after.stdout, before.stdout, 'the same reference before and after');
+  assert.not.match(after.stderr, 'prototype', 'the nixdocker config is read now, config.json no longer');
+});
+
+test('a config.json that is not the prototype\'s is ignored', async () => {
+  const dir = await tmpProject({ 'env/default.nix': '[ ]', 'workdir/local.nix': '[ ]', 'config.json': '{"name":"something else"}' });
+  const r = await runCli(['-C', dir, 'hash']);
+  assert.is(r.exitCode, 0, r.stderr);
+  assert.match(r.stdout, /^localhost:5000\//);
+  assert.is(r.stderr, '');
+});
+
 test('hash --json shows name, tag, image and each input digest', async () => {
   const dir = await tmpProject({ 'env/default.nix': '[ ]', 'workdir/local.nix': '[ ]' });
   const r = await runCli(['hash', '--json', '-C', dir]);
