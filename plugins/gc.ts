@@ -139,7 +139,9 @@ async function registryGc(image: ImageDescription, repo: string, old: string[], 
   try {
     const listed = await client.listTags(repo);
     // A platform tag (TAG-linux-arm64) belongs to its tag: old with it, staying with it.
-    const ownerOf = (t: string) => (/^[0-9a-f]{32}-/.test(t) ? t.slice(0, 32) : t);
+    // Longest known tag first: an identity plugin may suffix tags (HASH-main), and HASH-main-linux-amd64 is HASH-main's.
+    const known = [...old, image.tag].sort((a, b) => b.length - a.length);
+    const ownerOf = (t: string) => known.find((o) => t === o || t.startsWith(`${o}-`)) ?? t;
     const oldSet = new Set(old);
     const digests = await mapLimit(listed, HEAD_CONCURRENCY, async (t) => [t, await client.getManifestDigest(repo, t)] as const);
     // Every digest some staying tag points at, and the new image's own (its index and platforms).

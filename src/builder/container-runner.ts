@@ -89,7 +89,8 @@ export class ContainerRunner implements NixRunner {
       await ensureSeeded(docker, target, imageId, parseSeed(seed.stdout), { projectDir: life.projectDir, signal });
       await runner.stage(files, signal);
     } catch (err) {
-      await runner.close();
+      // The first failure is the one to report, not a failing removal after it.
+      await runner.close().catch(() => {});
       throw err;
     }
     return runner;

@@ -1,6 +1,6 @@
 /**
  * Where Nix commands run: in a builder container (container mode) or on the
- * host (local mode). The Nix steps in nix.ts only see this interface.
+ * host (local mode). The Nix steps in nix/commands.ts only see this interface.
  */
 export interface NixRunner {
   /** Absolute path, as Nix sees it, of the staged inputs (nix/ and project/). */

@@ -58,7 +58,7 @@ export async function main(argv: string[], env: { stdout?: NodeJS.WritableStream
     let command = name ? (await loadCommand(name)) ?? undefined : undefined;
     let rest = cmdIndex >= 0 ? [...argv.slice(0, cmdIndex), ...argv.slice(cmdIndex + 1)] : argv;
     // `pull run ...` is `run --pull always ...`, so it takes run's options in run's places.
-    const sub = command?.name === 'pull' ? firstPositional(rest) : -1;
+    const sub = command?.name === 'pull' ? firstCommandPositional(command, rest) : -1;
     if (sub >= 0 && rest[sub] === 'run') {
       command = (await loadCommand('run'))!;
       rest = ['--pull', 'always', ...rest.slice(0, sub), ...rest.slice(sub + 1)];
@@ -128,6 +128,12 @@ export async function main(argv: string[], env: { stdout?: NodeJS.WritableStream
 /** Index of the first argument that is neither an option nor a global option's value. */
 function firstPositional(args: string[]): number {
   return args.findIndex((a, i) => !a.startsWith('-') && !(i > 0 && isValueOf(args[i - 1]!)));
+}
+
+/** Index of a command's first positional, skipping its own options' values (`pull --platform linux/arm64 run`). */
+function firstCommandPositional(command: Command, args: string[]): number {
+  const tokens = parseArgs({ args, options: { ...GLOBAL_OPTIONS, ...command.options }, strict: false, allowPositionals: true, tokens: true }).tokens ?? [];
+  return tokens.find((t) => t.kind === 'positional')?.index ?? -1;
 }
 
 let stdoutGuarded = false;

@@ -64,11 +64,16 @@ const VOLUME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 // Nix splits these settings on whitespace, so an entry may hold none.
 const STORE_URL = /^(?:https?|file|s3):\/\/\S+$/;
 const SUBSTITUTER = /^[a-z][a-z0-9+.-]*:\/\/\S+$/;
+/** user:password@ in a store URL: it would reach logs, the status file and Nix's command line. */
+const USERINFO = /^[a-z][a-z0-9+.-]*:\/\/[^/\s]*@/i;
+const NO_CREDENTIALS = 'without user:password@ (nixdocker logs store URLs and shows them in status; it passes no cache credentials yet)';
 /** A Nix public key: name:base64 of 32 bytes, as `nix-store --generate-binary-cache-key` writes it. */
 export const PUBLIC_KEY = /^[^\s:]+:[A-Za-z0-9+/]{43}=$/;
 const nullOr = (check: Check): Check => (v) => (v === null ? null : check(v));
 const urlList = (re: RegExp, what: string): Check => (v) =>
-  Array.isArray(v) && v.every((x) => typeof x === 'string' && re.test(x)) ? null : `an array of ${what}`;
+  Array.isArray(v) && v.every((x) => typeof x === 'string' && re.test(x))
+    ? v.some((x) => USERINFO.test(x as string)) ? `an array of ${what}, ${NO_CREDENTIALS}` : null
+    : `an array of ${what}`;
 
 /** `builder.cache`: where finished builds go and the key that signs them. */
 const cacheSetting: Check = (v) => {
@@ -78,6 +83,7 @@ const cacheSetting: Check = (v) => {
   const extra = Object.keys(v).filter((k) => k !== 'url' && k !== 'secretKeyFile');
   if (extra.length > 0) return `${what} (unknown key ${JSON.stringify(extra[0])})`;
   if (typeof v.url !== 'string' || !STORE_URL.test(v.url)) return `${what} ("url" must be a file://, http://, https:// or s3:// store URL)`;
+  if (USERINFO.test(v.url)) return `${what} ("url" ${NO_CREDENTIALS})`;
   if (typeof v.secretKeyFile !== 'string' || v.secretKeyFile.length === 0) {
     return `${what} ("secretKeyFile" names the key from \`nix-store --generate-binary-cache-key\` that signs uploads)`;
   }

@@ -176,8 +176,8 @@ export class Daemon {
   /** A failed build: said once, kept in the status; the last good image stays. */
   private report(err: unknown, identity: Identity | null, buildId: number): void {
     const message = isUserError(err) ? err.format() : ((err as Error)?.stack ?? String(err));
-    // Inputs refused before any build (a symlink outside, a FIFO): say that the daemon goes on.
-    const text = identity ? `build failed: ${message}` : `inputs refused, nothing built: ${message}\n  still watching: the next change is read again`;
+    // No identity yet (inputs refused: a symlink outside, a FIFO; or an identity plugin's bad answer): say that the daemon goes on.
+    const text = identity ? `build failed: ${message}` : `could not name the image, nothing built: ${message}\n  still watching: the next change is read again`;
     this.log.error({ event: 'buildFailed', buildId, image: identity?.image ?? null }, text);
     void this.status.update((s) => {
       s.lastError = { buildId, image: identity?.image ?? null, message, at: new Date().toISOString() };

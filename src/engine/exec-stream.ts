@@ -27,6 +27,8 @@ export async function execStream(container: Docker.Container, cmd: string[], sig
   signal?.addEventListener('abort', onAbort, { once: true });
   raw.on('error', (err) => demux.destroy(err));
   raw.pipe(demux);
+  // A reader that stops early destroys demux: end the exec's connection too, or tar blocks in the builder.
+  demux.once('close', () => raw.destroy());
   const done = new Promise<void>((resolve, reject) => {
     demux.on('end', resolve);
     demux.on('error', reject);

@@ -182,6 +182,8 @@ export async function runCaptured(
   const sink = new PassThrough().on('data', (c: Buffer) => chunks.push(c));
   try {
     const exitCode = await runContainer(docker, { ...spec, interactive: false, stdout: sink, stderr: sink });
+    // A cancel kills the container (exit 137): that is the cancel, not the command's answer.
+    spec.signal?.throwIfAborted();
     return { exitCode, output: Buffer.concat(chunks).toString() };
   } catch (err) {
     const status = (err as { statusCode?: number }).statusCode;

@@ -1,3 +1,4 @@
+import { UserError } from '../errors.js';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { once } from 'node:events';
@@ -101,11 +102,16 @@ export class ContainerStoreReader implements StoreReader {
       for (let i = 0; i < sets.length; i++) {
         const index = i;
         yield (async function* () {
+          // A layer is whole or it fails: a path of this set that never came must not end in a cached layer.
+          const want = new Set(sets[index]);
           for (;;) {
             const r = await next();
-            if (r.done) return;
-            const top = r.value.path.slice(STORE_DIR.length + 1).split('/')[0]!;
-            if (owner.get(top) !== index) return;
+            const top = r.done ? null : r.value.path.slice(STORE_DIR.length + 1).split('/')[0]!;
+            if (r.done || owner.get(top!) !== index) {
+              if (want.size > 0) throw missingPaths([...want]);
+              return;
+            }
+            want.delete(top!);
             pending = null;
             yield r.value;
           }
@@ -279,4 +285,11 @@ export async function* streamedEntries(input: Readable, parent: string, signal?:
     input.resume();
     await once(input, 'end');
   }
+}
+
+function missingPaths(names: string[]): UserError {
+  return new UserError(
+    `The builder's Nix store no longer holds ${names.slice(0, 3).map((n) => `${STORE_DIR}/${n}`).join(', ')}${names.length > 3 ? ` and ${names.length - 3} more` : ''}, which this image needs.`,
+    'run `nixdocker build --force` to build it again (a garbage collection or `builder rm --volume` removed it)',
+  );
 }

@@ -79,7 +79,11 @@ export async function realise(runner: NixRunner, drvPaths: string[], opts: Reali
   // Rooted in a fresh folder that replaces the project's roots only once the build succeeded, so a
   // failed or cancelled build leaves the last image's roots (and Nix's --add-root warning is gone).
   const roots = runner.gcRoots;
-  const script = 'r=$1; shift; rm -rf "$r.new" && mkdir -p "$r.new" || exit 1; "$@" || exit $?; rm -rf "$r" && mv "$r.new" "$r"';
+  // Roots outside gcroots/ (local mode) are indirect: Nix remembers the link's path under gcroots/auto, so the
+  // links are registered again at their final place after the move, or the next collection drops them as stale.
+  const script =
+    'r=$1; shift; rm -rf "$r.new" && mkdir -p "$r.new" || exit 1; "$@" || exit $?; rm -rf "$r" && mv "$r.new" "$r" || exit 1; ' +
+    'case "$r" in /nix/var/nix/gcroots/*) ;; *) for l in "$r"/*; do [ -L "$l" ] || continue; nix-store --realise --add-root "$l" "$(readlink "$l")" >/dev/null || exit 1; done ;; esac';
   const cmd = ['nix-store', '--realise', '--add-root', `${roots}.new/out`, ...(opts.nixArgs ?? []), ...unique(drvPaths)];
   const r = await runner.run(['sh', '-c', script, 'sh', roots, ...cmd], {
     signal: opts.signal,

@@ -11,6 +11,7 @@ import { isUserError, UserError } from '../errors.js';
 import type { BuildTrigger, Destination, ImageDescription, PushReport } from '../hooks.js';
 import { repositoryPath, type Identity } from '../identity.js';
 import { assembleImage, type AssembledImage, type AssembleProgress } from '../image/assemble.js';
+import { settleAll } from '../util/settle-all.js';
 import { dockerArchiveStream } from '../image/docker-archive.js';
 import { ListingCache } from '../image/listing-cache.js';
 import { FsStoreReader, type StoreDirEntry, type StoreReader } from '../image/store-reader.js';
@@ -144,7 +145,8 @@ export async function buildImage(p: Pipeline, req: BuildRequest): Promise<BuildO
     const veto = await hooks.beforeBuild.promise(trigger);
     if (veto) return { status: 'skipped', identity: id, reason: veto.reason };
 
-    const builds = await Promise.all(
+    // Every platform settles before this goes on: a failed one aborts the others, and their builders are held or released before `finally`.
+    const builds = await settleAll(
       targets.map((target) =>
         buildPlatform(p, id, target, { ...req, signal }).then((b) => (b.runner && held.push(b), b)).catch((err) => {
           if (!signal.aborted) {

@@ -4,6 +4,7 @@ import { repositoryPath } from '../identity.js';
 import type { Pipeline } from './pipeline.js';
 import type { PlatformBuild } from './build-image.js';
 import { publishIndex, tagPlatform } from './platform-index.js';
+import { settleAll } from '../util/settle-all.js';
 import { pushImage, type PushProgress, type PushStats } from './push.js';
 
 export interface PushStepOptions {
@@ -31,18 +32,29 @@ export async function pushStep(p: Pipeline, desc: ImageDescription, builds: Plat
   const registry = p.registryClient();
   const repo = repositoryPath(p.config, desc.name);
   const { stats, index } = await opts.phase('push', async () => {
-    const each = await Promise.all(
+    // One failed platform stops the others' uploads; none moves its platform tag after the build failed.
+    const local = new AbortController();
+    const signal = opts.signal ? AbortSignal.any([opts.signal, local.signal]) : local.signal;
+    const each = await settleAll(
       builds.map(async (b) => {
-        // The manifest goes up by its digest: reachable on its own, and not yet under any tag.
-        const s = await pushImage(registry, repo, b.assembled.manifestDigest, b.assembled, {
-          cacheDir: p.config.cacheDir,
-          signal: opts.signal,
-          onProgress: opts.onProgress && ((x) => opts.onProgress!(x, b.platform)),
-        });
-        await tagPlatform(registry, repo, desc.tag, parsePlatform(b.platform, 'build'), b.assembled, opts.signal);
-        return s;
+        try {
+          // The manifest goes up by its digest: reachable on its own, and not yet under any tag.
+          const s = await pushImage(registry, repo, b.assembled.manifestDigest, b.assembled, {
+            cacheDir: p.config.cacheDir,
+            signal,
+            onProgress: opts.onProgress && ((x) => opts.onProgress!(x, b.platform)),
+          });
+          await tagPlatform(registry, repo, desc.tag, parsePlatform(b.platform, 'build'), b.assembled, signal);
+          return s;
+        } catch (err) {
+          local.abort(err);
+          throw err;
+        }
       }),
-    );
+    ).catch((err: unknown) => {
+      // The first failure is the cause; the others only stopped because of it.
+      throw local.signal.aborted ? local.signal.reason : err;
+    });
     // Every platform is up: only now does the tag move, to the index of all of them.
     const index = await publishIndex(registry, repo, desc.tag, opts.signal);
     return { stats: sumStats(each), index };

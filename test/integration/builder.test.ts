@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import Docker from 'dockerode';
-import { writeFile } from 'node:fs/promises';
+import { readdir, readlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { BIN, cleanupProjects, runCli } from '../helpers/project.js';
@@ -186,6 +186,14 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
     const outs = (j: BuildJson) => [...j.result.base, ...j.result.user].map((p) => p.outPath);
     assert.equal(outs(local), outs(container));
     assert.equal(Object.keys(local.result.closure).sort(), Object.keys(container.result.closure).sort());
+    // The host's Nix keeps the image's outputs: each root link is registered at its final place
+    // (gcroots/auto points at it), not at the temporary folder it was made in.
+    const roots = path.join(localDir, '.nixdocker', 'gcroots', 'current');
+    const links = (await readdir(roots)).map((n) => path.join(roots, n));
+    assert.ok(links.length > 0, 'the local build made roots');
+    const auto = '/nix/var/nix/gcroots/auto';
+    const registered = new Set(await Promise.all((await readdir(auto)).map((n) => readlink(path.join(auto, n)).catch(() => ''))));
+    for (const l of links) assert.ok(registered.has(l), `${l} is a registered root`);
   });
 
   test('builder rm, then build: the message names `nixdocker builder create`', async () => {

@@ -102,6 +102,24 @@ if (await requireParts(test, ['engine', 'builder-image'])) {
     }
   });
 
+  test('a path missing from the first of two layers in one stream fails that layer: no incomplete layer is handed on', async () => {
+    const missing = '/nix/store/00000000000000000000000000000000-not-there';
+    const reader = new ContainerStoreReader(container, dir);
+    let complete = 0;
+    try {
+      for await (const layer of reader.readLayers([[...paths(2), missing], paths(4).slice(2)])) {
+        for await (const _ of layer) {
+          // drain
+        }
+        complete++;
+      }
+      assert.unreachable('should fail');
+    } catch (err) {
+      assert.match((err as Error).message, 'not-there');
+      assert.is(complete, 0, 'the layer that lacks a path never completes');
+    }
+  });
+
   test('a cancelled read stops with the abort reason', async () => {
     const ac = new AbortController();
     const reader = new ContainerStoreReader(container, dir);

@@ -131,6 +131,10 @@ if (await requireParts(test, ['engine', 'registry', 'nix', 'arm64-builder'])) {
     const native = await runCli(['-C', dir, 'run', '--platform', 'linux/amd64', 'uname', '-m'], { env: env() });
     assert.is(native.exitCode, 0, native.stderr);
     assert.is(native.stdout.trim(), 'x86_64');
+    // `pull --platform P run` is `run --platform P --pull always`: pull's own option before `run` is not taken for the subcommand.
+    const pullRun = await runCli(['-C', dir, 'pull', '--platform', 'linux/arm64', 'run', 'uname', '-m'], { env: env() });
+    assert.is(pullRun.exitCode, 0, pullRun.stderr);
+    assert.is(pullRun.stdout.trim(), 'aarch64');
 
     // A no-op on a complete index asks the registry only: with no engine at all it still answers.
     const again = await build(dir, [], { DOCKER_HOST: 'unix:///nonexistent/engine.sock' });

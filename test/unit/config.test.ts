@@ -196,6 +196,14 @@ test('binary cache and remote builder settings: each mistake is named with the f
   assert.match(err.message, '"builder.useSubstitutesOnRemote" expected true or false');
   const noKey = await loadError({ '.nixdockerrc.json': JSON.stringify({ builder: { cache: { url: 'file:///tmp/c' } } }) });
   assert.match(noKey.message, 'secretKeyFile');
+  // Credentials in a store URL would be logged and shown in status: refused, and the message does not repeat them.
+  const creds = await loadError({
+    '.nixdockerrc.json': JSON.stringify({ builder: { substituters: ['https://ci:s3cret@cache.example.org'], cache: { url: 'https://ci:s3cret@cache.example.org', secretKeyFile: 'k' } } }),
+  });
+  assert.match(creds.message, '"builder.substituters" expected an array of store URLs without spaces, without user:password@');
+  assert.match(creds.message, '"builder.cache" expected an object');
+  assert.match(creds.message, '"url" without user:password@');
+  assert.not.match(creds.message, 's3cret');
 });
 
 test('cache, substituter and builder settings leave the image tag alone', async () => {
