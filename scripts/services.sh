@@ -18,10 +18,12 @@ REGISTRY_ADDR=127.0.0.1:5000
 BUILDER_IMAGE=localhost/nixdocker-test-builder:latest
 SUITE=bookworm
 ROOTFS_INCLUDE=nix-bin,busybox-static,ca-certificates
-# catatonit backs HostConfig.Init; curl probes the sockets. The rest is the brief's list.
+# catatonit backs HostConfig.Init; curl probes the sockets. tmux gives the progress suite a
+# real terminal, openssh-client the remote-builder suite's ssh-keygen, time the benchmarks'
+# /usr/bin/time. The rest is the brief's list.
 PACKAGES=(nix-bin podman runc docker-registry skopeo mmdebstrap busybox-static uidmap dbus
   libnotify-bin apache2-utils catatonit curl libglib2.0-bin python3-gi
-  qemu-user-static binfmt-support docker.io)
+  qemu-user-static binfmt-support docker.io tmux openssh-client time)
 # arm64 runs under qemu; the arm64 builder image is a second, emulated test builder.
 ARM64_BUILDER_IMAGE=localhost/nixdocker-test-builder-arm64:latest
 # Debian's dockerd as a second engine beside podman, with everything of its own under $STATE.
