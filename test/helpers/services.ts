@@ -13,7 +13,7 @@ export const ARM64_BUILDER_IMAGE = process.env.NIXDOCKER_TEST_ARM64_BUILDER_IMAG
 export const DOCKERD_HOST = process.env.NIXDOCKER_TEST_DOCKERD_HOST ?? 'unix:///tmp/nixdocker-services/dockerd.sock';
 const SERVICES_DIR = process.env.NIXDOCKER_SERVICES_DIR ?? '/tmp/nixdocker-services';
 
-export type Part = 'engine' | 'registry' | 'builder-image' | 'nix' | 'arm64-builder' | 'dockerd';
+export type Part = 'engine' | 'registry' | 'builder-image' | 'nix' | 'arm64-builder' | 'dockerd' | 'tmux';
 
 /** A dockerode client for a DOCKER_HOST-style address (unix:// only: the test services). */
 export function dockerAt(host: string): Docker {
@@ -79,6 +79,12 @@ async function partMissing(part: Part): Promise<string | null> {
       case 'nix': {
         const { execa } = await import('execa');
         await execa('nix-build', ['--version']);
+        return null;
+      }
+      case 'tmux': {
+        // The progress suite draws on a real terminal: a tmux pane.
+        const { execa } = await import('execa');
+        await execa('tmux', ['-V']);
         return null;
       }
     }

@@ -21,16 +21,7 @@ const SLOW = (nonce: string) => `{ pkgs, ... }: [ pkgs.greet (derivation {
 const LOG_LINE = /\[\d\d:\d\d:\d\d\] (?:TRACE|DEBUG|INFO|WARN|ERROR|FATAL):/;
 const STATUS = /^(?:Nix|assemble|push|pull): |…/;
 
-async function tmuxMissing(): Promise<string | null> {
-  try {
-    await execa('tmux', ['-V']);
-    return null;
-  } catch (err) {
-    return (err as Error).message.split('\n')[0]!;
-  }
-}
-
-if ((await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) && !(await tmuxMissing())) {
+if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix', 'tmux'])) {
   test.before(async () => {
     const dir = await offlineProject({ volume: VOLUME });
     const r = await runCli(['-C', dir, 'builder', 'create'], { env: env() });
