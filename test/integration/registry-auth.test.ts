@@ -141,7 +141,12 @@ basic('a credential helper that failed answers later: its failure is not remembe
   const DOCKER_CONFIG = await dockerConfigDir({ credHelpers: { [reg.host]: 'flaky' } });
   const c = make({ host: reg.host, env: { DOCKER_CONFIG, PATH: `${bin}:${process.env.PATH}` } });
   const err = await c.getManifestDigest('team/helper', 'latest').catch((e: unknown) => e);
-  assert.instance(err, Error, 'the helper fails first');
+  // The helper fails first: a UserError naming the helper, the host, its exit code and its stderr.
+  assert.instance(err, UserError, errorText(err));
+  const e = err as UserError;
+  assert.match(e.message, `The credential helper docker-credential-flaky (from `);
+  assert.match(e.message, `failed for ${reg.host} with exit code 1: not logged in.`);
+  assert.is(e.hint, `check that docker-credential-flaky works (echo ${reg.host} | docker-credential-flaky get), or log in again with docker login`);
   await writeFile(ready, '');
   await pushImage(c, 'team/flaky');
 });
