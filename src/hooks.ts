@@ -104,7 +104,8 @@ export interface CommandResult {
  * Every hook of nixdocker, in the order they fire for one build:
  * configLoaded → inputsChanged → identity → destinations → beforeBuild →
  * buildPhase/buildLog… → built → beforePush → pushed → imageReady (or
- * buildFailed), and shutdown at exit. Only the core calls them; plugins get a
+ * buildFailed), then the cacheUpload phase when builder.cache is set, and
+ * shutdown at exit. Only the core calls them; plugins get a
  * tap-only view (see PluginHooks). Four hooks can change what happens:
  * `identity` (the name and tag), `destinations` (where images go),
  * `beforeBuild` (skip a build) and `beforePush` (keep an image out of the
@@ -132,8 +133,10 @@ export function createHooks() {
     beforeBuild: new AsyncSeriesBailHook<[BuildTrigger], BuildVeto | undefined>(['trigger']),
     /**
      * Sync. A build phase starts (hash, registryCheck, evaluate, build, closure,
-     * assemble, push, load); `platform` names the platform for the phases each
-     * platform runs on its own (evaluate to assemble), else null.
+     * assemble, push, load, and cacheUpload: after imageReady, when builder.cache
+     * is set, once per platform Nix built rather than remembered); `platform`
+     * names the platform for the phases each platform runs on its own (evaluate
+     * to assemble), else null.
      */
     buildPhase: new SyncHook<[number, string, string | null]>(['buildId', 'phase', 'platform']),
     /** Sync. One line of Nix's build log. Keep taps cheap: this fires for every line. */
@@ -145,7 +148,11 @@ export function createHooks() {
      * keep this image out of the registry (it is then not announced there).
      */
     beforePush: new AsyncSeriesBailHook<[ImageDescription], false | undefined>(['image']),
-    /** Series. The push finished: every blob and the manifest are in the registry. */
+    /**
+     * Series. The push finished: for each platform its blobs, its manifest (by
+     * digest) and its platform tag (TAG-os-arch) are in the registry, and last
+     * the tag's index of every platform tag, so TAG never names a partial image.
+     */
     pushed: new AsyncSeriesHook<[ImageDescription, PushReport]>(['image', 'report']),
     /**
      * Series. The newest image is ready to use, with `destinations` listing

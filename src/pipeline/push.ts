@@ -32,12 +32,14 @@ export interface PushProgress {
 /**
  * Pushes an assembled image: every blob the registry lacks (mounted from
  * another nixdocker repository when one is known to hold it), then the
- * manifest last, so the tag never points at a partial image.
+ * manifest under `reference`, last, so it never names a partial image. The
+ * push step passes the manifest's own digest: no tag moves here; the platform
+ * tag and the tag's index follow (platform-index.ts).
  */
 export async function pushImage(
   registry: RegistryClient,
   repo: string,
-  tag: string,
+  reference: string,
   image: AssembledImage,
   opts: { cacheDir: string; signal?: AbortSignal; onProgress?: (p: PushProgress) => void },
 ): Promise<PushStats> {
@@ -73,7 +75,7 @@ export async function pushImage(
   });
   await known.save();
   opts.signal?.throwIfAborted();
-  await registry.putManifest(repo, tag, image.manifest, MEDIA_TYPE.manifest, { signal: opts.signal });
+  await registry.putManifest(repo, reference, image.manifest, MEDIA_TYPE.manifest, { signal: opts.signal });
   return stats;
 }
 
