@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import type Docker from 'dockerode';
 import { tarStream } from '../util/tar-stream.js';
 import { comparePaths, compareNames } from './tar.js';
-import { normalizeTar, STORE_DIR, storePathName, type StoreDirEntry, type StoreReader } from './store-reader.js';
+import { drain, imagePathOf, normalizeTar, STORE_DIR, storePathName, type StoreDirEntry, type StoreReader } from './store-reader.js';
 import type { TarEntryIn } from './tar.js';
 import { execStream } from '../engine/exec-stream.js';
 
@@ -250,28 +250,19 @@ export async function* streamedEntries(input: Readable, parent: string, signal?:
       }
       const entry = next.value;
       const h = entry.header;
-      const rel = path.posix.normalize(h.name.replace(/^\/+/, '')).replace(/\/+$/, '');
-      if (rel === '.' || rel === '') {
-        for await (const _ of entry) {
-          // the parent directory itself: nothing to keep
-        }
+      // The same path rules as the per-path reader: no escape from the parent, no unsafe name.
+      const p = imagePathOf(h.name, parent);
+      if (p === null) {
+        await drain(entry); // the parent directory itself: nothing to keep
         continue;
       }
-      if (rel === '..' || rel.startsWith('../')) throw new Error(`tar entry ${JSON.stringify(h.name)} escapes ${parent}`);
-      const p = `${parent}/${rel}`;
       if (h.type === 'directory' || h.type === 'symlink') {
-        for await (const _ of entry) {
-          // no body
-        }
+        await drain(entry);
         yield h.type === 'directory' ? { type: 'directory', path: p } : { type: 'symlink', path: p, target: h.linkname ?? '' };
       } else if (h.type === 'file' || h.type === 'contiguous-file') {
         let opened = false;
         yield { type: 'file', path: p, size: h.size ?? 0, executable: ((h.mode ?? 0) & 0o111) !== 0, open: () => ((opened = true), entry) };
-        if (!opened) {
-          for await (const _ of entry) {
-            // skipped by the consumer: drain it to reach the next entry
-          }
-        }
+        if (!opened) await drain(entry); // skipped by the consumer: drain it to reach the next entry
       } else {
         throw new Error(`tar entry ${p} has type ${h.type}, which a store path cannot hold`);
       }

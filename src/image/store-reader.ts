@@ -240,7 +240,8 @@ async function* spooled(
 }
 
 /** The image path of a tar member name, or null for the parent directory itself (`.`, `./`). */
-function imagePathOf(name: string, parent: string): string | null {
+/** The image path of a tar entry under `parent`, checked; null for the parent itself. */
+export function imagePathOf(name: string, parent: string): string | null {
   const rel = path.posix.normalize(name.replace(/^\/+/, '')).replace(/\/+$/, '');
   if (rel === '.' || rel === '') return null;
   if (rel === '..' || rel.startsWith('../')) throw new Error(`tar entry ${JSON.stringify(name)} escapes ${parent}`);
@@ -258,8 +259,8 @@ function addParents(entries: Map<string, Spooled>, within: string | undefined): 
   }
 }
 
-async function drain(entry: AsyncIterable<unknown>): Promise<void> {
+export async function drain(entry: AsyncIterable<unknown>): Promise<void> {
   for await (const _ of entry) {
-    // nothing: the body of a non-file entry is empty
+    // read to its end and dropped: the next entry comes only after it
   }
 }
