@@ -218,7 +218,6 @@ function normalizeRel(p: string): string {
   return p.split(path.sep).join('/').replace(/\/+$/, '');
 }
 
-export { isWithin };
 
 function firstLine(err: unknown): string {
   return String(err instanceof Error ? err.message : err).split('\n')[0]!;

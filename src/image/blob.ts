@@ -25,11 +25,16 @@ export interface LayerBlob {
   file: string;
 }
 
+/** The folder of every cached blob. */
+export function blobDir(cacheDir: string): string {
+  return path.join(cacheDir, 'blobs', 'sha256');
+}
+
 /** Where a blob with this digest lives: `<cacheDir>/blobs/sha256/<hex>`. */
 export function blobPath(cacheDir: string, digest: string): string {
   const [algo, hex] = digest.split(':');
   if (algo !== 'sha256' || !hex || !/^[0-9a-f]{64}$/.test(hex)) throw new Error(`not a sha256 digest: ${digest}`);
-  return path.join(cacheDir, 'blobs', 'sha256', hex);
+  return path.join(blobDir(cacheDir), hex);
 }
 
 /** True when the blob file exists with the expected size. */

@@ -5,7 +5,6 @@ import { NIX_DIR, NIX_ENTRY_FILES } from '../version.js';
 import type { Identity } from '../identity.js';
 import type { StagedFile } from '../builder/staging.js';
 
-export type { StagedFile };
 
 export const PROJECT_SUBDIR = 'project';
 export const ENTRY_PATH = 'nix/entry.nix';

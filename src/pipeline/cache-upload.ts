@@ -2,6 +2,7 @@ import type { NixRunner } from '../builder/runner.js';
 import { readSigningKey, uploadClosure, type UploadReport } from '../nix/binary-cache.js';
 import type { BuildResult } from '../nix/types.js';
 import type { Pipeline } from './pipeline.js';
+import { formatBytes } from '../util/bytes.js';
 
 /**
  * Signs and uploads a build's closure to builder.cache and says so in the
@@ -30,10 +31,4 @@ export async function uploadBuild(p: Pipeline, runner: NixRunner, result: BuildR
     `uploaded ${result.name}:${result.tag} to ${report.url}: ${report.uploaded} path(s) copied (${formatBytes(report.bytes)}), ${report.paths - report.uploaded} already there`,
   );
   return report;
-}
-
-function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }

@@ -1,5 +1,6 @@
 import { readdir, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
+import { blobDir } from '../image/blob.js';
 
 /** The floor of the automatic blob cache cap: the larger of this and twice the current image. */
 export const MIN_AUTO_CAP = 2 * 1024 ** 3;
@@ -45,7 +46,6 @@ async function files(dir: string, depth: 1 | 2): Promise<FileInfo[]> {
   return out;
 }
 
-const blobDir = (cacheDir: string) => path.join(cacheDir, 'blobs', 'sha256');
 
 /**
  * Keeps the cache directory bounded. Blobs of the current image are marked

@@ -46,7 +46,7 @@ export async function pushImage(
   const known = await BlobHomes.open(opts.cacheDir, registry.host);
   const stats: PushStats = { uploaded: 0, skipped: 0, mounted: 0, bytesUploaded: 0 };
   const blobs = [
-    ...image.layers.map((l) => ({ digest: l.digest, size: l.size, open: () => layerStream(l, opts.signal) })),
+    ...image.layers.map((l) => ({ digest: l.digest, size: l.size, open: () => layerStream(l, opts.cacheDir, opts.signal) })),
     { digest: image.configDigest, size: image.config.length, open: () => Readable.from([image.config]) },
   ];
   const unique = [...new Map(blobs.map((b) => [b.digest, b])).values()];
@@ -83,10 +83,10 @@ export async function pushImage(
  * The blob file of a layer; one the cache pruned meanwhile (another build of
  * the project, a small cache.maxBytes) is written again from the store first.
  */
-function layerStream(layer: AssembledLayer, signal?: AbortSignal): Readable {
+function layerStream(layer: AssembledLayer, cacheDir: string, signal?: AbortSignal): Readable {
   return Readable.from(
     (async function* () {
-      if (!(await hasBlob(path.dirname(path.dirname(path.dirname(layer.file))), layer.digest, layer.size))) {
+      if (!(await hasBlob(cacheDir, layer.digest, layer.size))) {
         if (!layer.regenerate) throw new Error(`the blob of layer ${layer.digest} is gone from the cache and cannot be made again`);
         await layer.regenerate(signal);
       }
