@@ -52,10 +52,10 @@ async function project(name: string, builder: Record<string, unknown>): Promise<
   return dir;
 }
 
-async function freshVolume(dir: string, volume: string): Promise<void> {
+async function freshVolume(dir: string, volume: string, env: Record<string, string> = {}): Promise<void> {
   await new Docker().getVolume(volume).remove({ force: true }).catch(() => {});
   await rm(path.join(dir, '.nixdocker'), { recursive: true, force: true });
-  await nixdocker(['-C', dir, 'builder', 'create'], { timeoutMs: 300_000 });
+  await nixdocker(['-C', dir, 'builder', 'create'], { timeoutMs: 300_000, env });
 }
 
 async function coldBuild(dir: string, volume: string): Promise<ColdBuild> {
@@ -74,12 +74,16 @@ export async function sharedCacheBenchmarks(): Promise<Result[]> {
   const key = await generateCacheKey(keys, 'bench-cache-1');
   const names = ['upload', 'plain', 'cached'];
   try {
-    const upload = await project('upload', { cache: { url: server.url, secretKeyFile: key.secretKeyFile } });
+    // The signing key lies outside the project: it comes from a user config (the trust rule).
+    const upload = await project('upload', {});
+    const userConfig = path.join(keys, 'user-config.json');
+    await writeFile(userConfig, JSON.stringify({ builder: { cache: { url: server.url, secretKeyFile: key.secretKeyFile } } }));
+    const uploadEnv = { NIXDOCKER_USER_CONFIG: userConfig };
     const plain = await project('plain', {});
     const cached = await project('cached', { substituters: [server.url], trustedPublicKeys: [key.publicKey] });
     progress('shared-cache: filling the cache (a cold build that uploads its closure; not timed)');
-    await freshVolume(upload, `${VOLUME_PREFIX}-upload`);
-    const filled = await build(upload, ['--force', '--load']);
+    await freshVolume(upload, `${VOLUME_PREFIX}-upload`, uploadEnv);
+    const filled = await build(upload, ['--force', '--load'], uploadEnv);
     const up = (filled.out as { upload?: { ok: boolean; uploaded: number; bytes: number; message?: string } }).upload;
     if (!up?.ok) throw new Error(`the upload failed: ${up?.message ?? 'no upload reported'}`);
     progress(`shared-cache: ${up.uploaded} paths, ${(up.bytes / 1e6).toFixed(1)} MB in the cache`);

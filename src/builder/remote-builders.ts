@@ -1,7 +1,8 @@
 import { statSync } from 'node:fs';
 import type Docker from 'dockerode';
 import { UserError } from '../errors.js';
-import type { Config } from '../config/types.js';
+import { hostPathNow } from '../config/trust.js';
+import type { Config, TrustedSetting } from '../config/types.js';
 import type { StagedFile } from './staging.js';
 
 /** Where the SSH key and known_hosts appear in the builder container (read-only bind mounts). */
@@ -72,26 +73,29 @@ export function sshMounts(config: Config): Docker.MountSettings[] {
   if (config.builder.remoteBuilders.length === 0) return [];
   const files = sshFiles(config);
   const mounts: Docker.MountSettings[] = [];
-  if (files.key) mounts.push({ Type: 'bind', Source: files.key, Target: `${SSH_DIR}/key`, ReadOnly: true });
-  if (files.knownHosts) mounts.push({ Type: 'bind', Source: files.knownHosts, Target: `${SSH_DIR}/known_hosts`, ReadOnly: true });
+  // A project's own files are checked again now: the engine mounts whatever a symlink says at this moment.
+  if (files.key) mounts.push({ Type: 'bind', Source: hostPathNow(config, 'builder.sshKeyFile', files.key), Target: `${SSH_DIR}/key`, ReadOnly: true });
+  if (files.knownHosts) {
+    mounts.push({ Type: 'bind', Source: hostPathNow(config, 'builder.sshKnownHostsFile', files.knownHosts), Target: `${SSH_DIR}/known_hosts`, ReadOnly: true });
+  }
   return mounts;
 }
 
 /** Checks the configured SSH files without reading them; messages name the setting, never the content. */
 function sshFiles(config: Config): { key: string | null; knownHosts: string | null } {
   const { sshKeyFile, sshKnownHostsFile, remoteBuilders } = config.builder;
-  const where = config.configFile ?? 'the config';
+  const where = (setting: TrustedSetting) => config.origins[setting]?.file ?? 'the config';
   if (sshKeyFile) {
     const st = statOrNull(sshKeyFile);
-    if (!st?.isFile()) throw new UserError(`builder.sshKeyFile in ${where} names ${sshKeyFile}, which is not a file.`, 'point builder.sshKeyFile at the private key the remote builders accept');
+    if (!st?.isFile()) throw new UserError(`builder.sshKeyFile in ${where('builder.sshKeyFile')} names ${sshKeyFile}, which is not a file.`, 'point builder.sshKeyFile at the private key the remote builders accept');
     // ssh refuses a private key others can read; say so before Nix hides it behind "cannot build on".
     if ((st.mode & 0o077) !== 0) throw new UserError(`The SSH key ${sshKeyFile} (builder.sshKeyFile) can be read by other users, and ssh refuses such keys.`, `run \`chmod 600 ${sshKeyFile}\``);
   }
   if (sshKnownHostsFile) {
-    if (!statOrNull(sshKnownHostsFile)?.isFile()) throw new UserError(`builder.sshKnownHostsFile in ${where} names ${sshKnownHostsFile}, which is not a file.`, 'write the builders\' host keys there, e.g. `ssh-keyscan -p PORT HOST > FILE`');
+    if (!statOrNull(sshKnownHostsFile)?.isFile()) throw new UserError(`builder.sshKnownHostsFile in ${where('builder.sshKnownHostsFile')} names ${sshKnownHostsFile}, which is not a file.`, 'write the builders\' host keys there, e.g. `ssh-keyscan -p PORT HOST > FILE`');
   } else if (remoteBuilders.some((l) => (l.trim().split(/\s+/)[7] ?? '-') === '-')) {
     throw new UserError(
-      `builder.remoteBuilders in ${where} lists builders but no host keys are known for them: set builder.sshKnownHostsFile.`,
+      `builder.remoteBuilders lists builders but no host keys are known for them: set builder.sshKnownHostsFile.`,
       'write the builders\' host keys into a file (e.g. `ssh-keyscan -p PORT HOST > FILE`, then check them) and set builder.sshKnownHostsFile to it',
     );
   }

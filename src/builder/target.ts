@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync } from 'node:fs';
-import path from 'node:path';
 import type Docker from 'dockerode';
+import { fileStoreDir, hostPathNow } from '../config/trust.js';
 import type { Config } from '../config/types.js';
 import type { BuilderTarget } from './container-runner.js';
 import { sshMounts } from './remote-builders.js';
@@ -15,24 +15,21 @@ export function builderTarget(config: Config): BuilderTarget {
   const b = config.builder;
   const mounts: Docker.MountSettings[] = [...sshMounts(config)];
   const seen = new Set<string>();
-  const mountDir = (url: string, readOnly: boolean) => {
-    const dir = fileCacheDir(url);
+  const mountDir = (url: string, setting: 'builder.cache' | 'builder.substituters', readOnly: boolean) => {
+    const dir = fileStoreDir(url);
     if (!dir || seen.has(dir)) return;
+    // Checked again now (a symlink may have been swapped in since the config was read); the real path is mounted.
+    let source = hostPathNow(config, setting, dir);
     // The upload target is made on first use; a substituter that is not there yet has nothing to give.
-    if (!readOnly) mkdirSync(dir, { recursive: true });
-    else if (!existsSync(dir)) return;
+    if (!readOnly) {
+      mkdirSync(source, { recursive: true });
+      source = hostPathNow(config, setting, source);
+    } else if (!existsSync(source)) return;
     seen.add(dir);
-    mounts.push({ Type: 'bind', Source: dir, Target: dir, ReadOnly: readOnly });
+    mounts.push({ Type: 'bind', Source: source, Target: dir, ReadOnly: readOnly });
   };
-  if (b.cache) mountDir(b.cache.url, false);
-  for (const s of b.substituters) mountDir(s, true);
+  if (b.cache) mountDir(b.cache.url, 'builder.cache', false);
+  for (const s of b.substituters) mountDir(s, 'builder.substituters', true);
   const remote = b.substituters.length > 0 || b.cache !== null || b.remoteBuilders.length > 0;
   return { image: b.image, volume: b.volume, mounts, ...(remote ? { networkMode: 'host' as const } : {}) };
-}
-
-/** The directory of a file:// store URL (query parameters dropped), else null. */
-export function fileCacheDir(url: string): string | null {
-  if (!url.startsWith('file://')) return null;
-  const dir = decodeURIComponent(url.slice('file://'.length).split('?')[0]!);
-  return path.posix.normalize(dir).replace(/\/+$/, '') || '/';
 }

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
 import { isUserError } from '../errors.js';
+import { userConfigPath } from '../config/user-config.js';
 import { VERSION } from '../version.js';
 import { createLogger, type Logger } from '../log.js';
 import type { Command, OptionSpec } from './command.js';
@@ -36,6 +37,10 @@ async function usage(): Promise<string> {
     '  --json-logs          JSON log lines even on a terminal',
     '  -h, --help           help for nixdocker or a command',
     '  -V, --version        print the version',
+    '',
+    'Settings: the project\'s .nixdockerrc.json (or .nixdockerrc, nixdocker.config.mjs, package.json "nixdocker"),',
+    `over your own "builder" and "registry" settings in ${userConfigPath(process.env).file}`,
+    '(NIXDOCKER_USER_CONFIG names another file); key files and caches outside the project go there.',
     '',
     'Run `nixdocker COMMAND --help` for a command\'s options.',
   ].join('\n');

@@ -3,7 +3,7 @@ import type { Config } from './types.js';
 export const DEFAULT_BUILDER_IMAGE = 'docker.io/nixos/nix:2.24.9';
 
 /** Defaults for every key; nixdockerrc.example.json shows the same values. */
-export const DEFAULTS: Omit<Config, 'projectDir' | 'configFile' | 'cacheDir'> & { cacheDir: string } = {
+export const DEFAULTS: Omit<Config, 'projectDir' | 'configFile' | 'userConfigFile' | 'origins' | 'cacheDir'> & { cacheDir: string } = {
   envDir: 'env',
   userConfig: ['workdir/local.nix'],
   workdir: 'workdir',

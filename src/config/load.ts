@@ -1,12 +1,13 @@
 import { cosmiconfig, getDefaultSearchPlaces } from 'cosmiconfig';
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { UserError } from '../errors.js';
 import { formatJsonError } from '../util/json-syntax.js';
 import { configWhere, isWithin, resolveInside } from './containment.js';
 import { DEFAULTS } from './defaults.js';
 import { validate } from './schema.js';
+import { resolveHostPaths, TRUSTED_SETTINGS } from './trust.js';
+import { readUserConfig, userConfigPath } from './user-config.js';
 import { PROTOTYPE_FILE, readPrototypeConfig, REGISTRY_CONTAINER_NOTE } from './prototype.js';
 import type { Config, ConfigInput, PlatformSpec, PlatformTarget } from './types.js';
 import { formatPlatform, parsePlatform, platformSlug } from './platform.js';
@@ -28,7 +29,9 @@ export interface LoadOptions {
 
 /**
  * Finds the config of the project in `projectDir` (cosmiconfig, module name
- * `nixdocker`), validates it whole and returns it normalised with defaults.
+ * `nixdocker`), validates it whole, merges it over the user config
+ * (user-config.ts) and the defaults, applies the trust rule (trust.ts) and
+ * returns it normalised.
  */
 export async function loadConfig(projectDir: string, opts: LoadOptions = {}): Promise<LoadedConfig> {
   const env = opts.env ?? process.env;
@@ -92,7 +95,9 @@ export async function loadConfig(projectDir: string, opts: LoadOptions = {}): Pr
       ...prototype.notes.filter((n) => n !== REGISTRY_CONTAINER_NOTE || !env.DOCKER_REGISTRY_CONTAINER),
     );
   }
-  const registry = { ...DEFAULTS.registry, ...input.registry };
+  // defaults < the user's config < the project's < the environment.
+  const user = readUserConfig(env);
+  const registry = { ...DEFAULTS.registry, ...user?.input.registry, ...input.registry };
   if (env.DOCKER_REGISTRY_HOST) registry.host = env.DOCKER_REGISTRY_HOST;
   if (env.DOCKER_REGISTRY_CONTAINER) {
     warnings.push(
@@ -100,14 +105,26 @@ export async function loadConfig(projectDir: string, opts: LoadOptions = {}): Pr
     );
   }
 
+  const userBuilder = withoutNulls(user?.input.builder);
+  const projectBuilder = withoutNulls(input.builder);
+  const origins: Config['origins'] = {};
+  for (const setting of TRUSTED_SETTINGS) {
+    const key = setting.slice('builder.'.length) as keyof Config['builder'];
+    if (key in projectBuilder) origins[setting] = { file: where, trusted: false };
+    else if (user && key in userBuilder) origins[setting] = { file: user.file, trusted: true };
+  }
+  const userConfigFile = userConfigPath(env).file;
   const config: Config = {
     projectDir: root,
     configFile: file,
+    userConfigFile,
+    origins,
     envDir: normalizeRel(input.envDir ?? DEFAULTS.envDir),
     userConfig: (input.userConfig ?? DEFAULTS.userConfig).map(normalizeRel),
     workdir: normalizeRel(input.workdir ?? DEFAULTS.workdir),
     registry,
-    builder: hostPaths(root, { ...DEFAULTS.builder, ...withoutNulls(input.builder) }),
+    // A setting is taken whole from the file that sets it: builder.cache's URL and key always come together.
+    builder: resolveHostPaths({ ...DEFAULTS.builder, ...userBuilder, ...projectBuilder }, origins, { root, userConfigFile, env }),
     image: { ...DEFAULTS.image, ...withoutNulls(input.image) },
     platforms: null,
     cache: { ...DEFAULTS.cache, ...withoutNulls(input.cache) },
@@ -198,20 +215,6 @@ function platformTarget(spec: PlatformSpec, builder: Config['builder'], where: s
 /** `null` marks an optional setting as unset (the example config shows them that way). */
 function withoutNulls<T extends object>(o: T | undefined): Partial<T> {
   return Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== null)) as Partial<T>;
-}
-
-/**
- * Key files live outside the project (they must never reach an image), so
- * they may be absolute, start with ~/, or be relative to the project.
- */
-function hostPaths(root: string, b: Config['builder']): Config['builder'] {
-  const abs = (p: string) => (p.startsWith('~/') ? path.join(os.homedir(), p.slice(2)) : path.resolve(root, p));
-  return {
-    ...b,
-    cache: b.cache ? { url: b.cache.url, secretKeyFile: abs(b.cache.secretKeyFile) } : null,
-    sshKeyFile: b.sshKeyFile ? abs(b.sshKeyFile) : null,
-    sshKnownHostsFile: b.sshKnownHostsFile ? abs(b.sshKnownHostsFile) : null,
-  };
 }
 
 function normalizeRel(p: string): string {

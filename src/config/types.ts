@@ -40,12 +40,26 @@ export interface PlatformTarget {
 /** A `platforms` entry as written: a name, or a name with its own builder settings. */
 export type PlatformSpec = string | { platform: string; image?: string; volume?: string; dockerHost?: string };
 
+/** The settings that reach into the host, which the trust rule (config/trust.ts) watches. */
+export type TrustedSetting = 'builder.cache' | 'builder.substituters' | 'builder.sshKeyFile' | 'builder.sshKnownHostsFile' | 'builder.mode';
+
+/** Which file set a setting, and whether it is the user's own config (trusted) or the project's. */
+export interface SettingOrigin {
+  /** As messages name it: relative to the project for the project's config, absolute for the user config. */
+  file: string;
+  trusted: boolean;
+}
+
 /** The normalised configuration every module below the CLI works with. */
 export interface Config {
   /** Absolute, real path of the project directory. */
   projectDir: string;
   /** The file the config came from, or null when defaults were used. */
   configFile: string | null;
+  /** Where the user-level config is looked for (it need not exist); messages name it as the fix. */
+  userConfigFile: string;
+  /** The file each host-reaching builder setting came from; absent: the default. */
+  origins: Partial<Record<TrustedSetting, SettingOrigin>>;
   /** Project-relative, POSIX separators. */
   envDir: string;
   /** Project-relative user files, in the order given. */
@@ -99,7 +113,7 @@ export interface Config {
 
 /** What a config file may contain: every key optional. */
 export type ConfigInput = {
-  [K in keyof Omit<Config, 'projectDir' | 'configFile' | 'cacheDir' | 'platforms'>]?: Config[K] extends object
+  [K in keyof Omit<Config, 'projectDir' | 'configFile' | 'userConfigFile' | 'origins' | 'cacheDir' | 'platforms'>]?: Config[K] extends object
     ? Config[K] extends unknown[] ? Config[K] : Partial<Config[K]>
     : Config[K];
 } & { cacheDir?: string; platforms?: PlatformSpec[] };

@@ -1,4 +1,5 @@
 import type { NixRunner } from '../builder/runner.js';
+import { hostPathNow } from '../config/trust.js';
 import { readSigningKey, uploadClosure, type UploadReport } from '../nix/binary-cache.js';
 import type { BuildResult } from '../nix/types.js';
 import type { Pipeline } from './pipeline.js';
@@ -12,7 +13,8 @@ import { formatBytes } from '../util/bytes.js';
 export async function uploadBuild(p: Pipeline, runner: NixRunner, result: BuildResult, opts: { signal?: AbortSignal; onLog?: (line: string) => void } = {}): Promise<UploadReport> {
   const cache = p.config.builder.cache;
   if (!cache) throw new Error('uploadBuild without builder.cache');
-  const key = await readSigningKey(cache);
+  // A project's own key file is checked again before it is read: a symlink swapped in must not hand the user's key to the builder.
+  const key = await readSigningKey({ ...cache, secretKeyFile: hostPathNow(p.config, 'builder.cache', cache.secretKeyFile) });
   const paths = Object.keys(result.closure).sort();
   let last = 0;
   const report = await uploadClosure(runner, paths, cache, key, {

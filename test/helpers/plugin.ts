@@ -45,7 +45,7 @@ export async function applyPlugin(plugin: Plugin, overrides: Partial<PluginConte
     engine: missing('engine'),
     collectGarbage: () => Promise.reject(new Error('collectGarbage is not available in this test')),
     ...overrides,
-    config: { ...DEFAULTS, projectDir, configFile: null, ...overrides.config, cacheDir },
+    config: { ...DEFAULTS, projectDir, configFile: null, userConfigFile: path.join(projectDir, 'user-config.json'), origins: {}, ...overrides.config, cacheDir },
   };
   const hooks = createHooks();
   await plugin.apply(tapOnly(hooks), context);

@@ -25,6 +25,19 @@ export async function writeFiles(dir: string, files: Record<string, string>): Pr
   }
 }
 
+/**
+ * A user-level config (what NIXDOCKER_USER_CONFIG names) with these settings,
+ * in a directory of its own outside any project: where host paths outside a
+ * project (keys, file:// caches) must come from.
+ */
+export async function userConfigFile(settings: Record<string, unknown>): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nixdocker-user-'));
+  made.push(dir);
+  const file = path.join(dir, 'config.json');
+  await writeFile(file, JSON.stringify(settings, null, 2));
+  return file;
+}
+
 /** Removes every project this process made (call from a suite's `after`). */
 export async function cleanupProjects(): Promise<void> {
   await Promise.all(made.splice(0).map((d) => rm(d, { recursive: true, force: true })));

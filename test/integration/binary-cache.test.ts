@@ -1,19 +1,22 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import Docker from 'dockerode';
+import { existsSync } from 'node:fs';
 import { cp, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { cleanupProjects, runCli } from '../helpers/project.js';
-import { inVolume, offlineProject, removeVolume, requireParts } from '../helpers/services.js';
+import { cleanupProjects, runCli, userConfigFile } from '../helpers/project.js';
+import { inVolume, leftoverContainers, offlineProject, removeVolume, requireParts } from '../helpers/services.js';
 import { cleanupDirs, freePort, tmpDir, waitUntil } from '../helpers/registry.js';
 import { generateCacheKey, startCacheServer, type CacheServer } from '../helpers/binary-cache.js';
 import { WatchProcess } from '../helpers/watch.js';
 
 const test = suite('binary cache (real nix, signed http cache)');
 const VOL = (s: string) => `nixdocker-test-cache-${s}-${process.pid}`;
-const VOLUMES = ['a', 'b', 'wrongkey', 'tampered'].map(VOL);
-const env = { DOCKER_HOST: process.env.DOCKER_HOST };
+const VOLUMES = ['a', 'b', 'wrongkey', 'tampered', 'refused'].map(VOL);
+/** Each project's environment: its user config (NIXDOCKER_USER_CONFIG) holds what lies outside the project. */
+const envs = new Map<string, NodeJS.ProcessEnv>();
+const envOf = (dir: string) => envs.get(dir) ?? { DOCKER_HOST: process.env.DOCKER_HOST };
 
 interface BuildJson {
   reference: string;
@@ -27,18 +30,21 @@ interface BuildJson {
 const NONCE = `${process.pid}${Date.now()}`;
 const LOCAL_NIX = `{ pkgs, ... }: [ pkgs.greet (pkgs.writeScriptBin "shared-${NONCE}" "echo shared ${NONCE}") ]\n`;
 
-async function project(volume: string, builder: Record<string, unknown>): Promise<string> {
-  return offlineProject({ volume, config: { builder }, files: { 'workdir/local.nix': LOCAL_NIX } });
+/** `builder` goes into the project's config, `user` (the signing key, a file:// cache) into a user config of its own. */
+async function project(volume: string, builder: Record<string, unknown>, user?: Record<string, unknown>): Promise<string> {
+  const dir = await offlineProject({ volume, config: { builder }, files: { 'workdir/local.nix': LOCAL_NIX } });
+  if (user) envs.set(dir, { DOCKER_HOST: process.env.DOCKER_HOST, NIXDOCKER_USER_CONFIG: await userConfigFile({ builder: user }) });
+  return dir;
 }
 
 async function build(dir: string, extra: string[] = ['--force', '--load']): Promise<{ json: BuildJson; stderr: string }> {
-  const r = await runCli(['-C', dir, 'build', '--json', ...extra], { env });
+  const r = await runCli(['-C', dir, 'build', '--json', ...extra], { env: envOf(dir) });
   assert.is(r.exitCode, 0, r.stderr);
   return { json: JSON.parse(r.stdout) as BuildJson, stderr: r.stderr };
 }
 
 async function builderCreate(dir: string): Promise<void> {
-  const r = await runCli(['-C', dir, 'builder', 'create'], { env });
+  const r = await runCli(['-C', dir, 'builder', 'create'], { env: envOf(dir) });
   assert.is(r.exitCode, 0, r.stderr);
 }
 
@@ -89,15 +95,15 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
   });
 
   test('A: the daemon builds, signs and uploads the closure; status shows built, fetched and the upload', async () => {
-    dirA = await project(VOL('a'), { cache: { url: server.url, secretKeyFile: key.secretKeyFile } });
+    dirA = await project(VOL('a'), {}, { cache: { url: server.url, secretKeyFile: key.secretKeyFile } });
     await builderCreate(dirA);
-    const w = new WatchProcess(dirA);
+    const w = new WatchProcess(dirA, { NIXDOCKER_USER_CONFIG: envOf(dirA).NIXDOCKER_USER_CONFIG });
     try {
       await w.waitFor((e) => typeof e.msg === 'string' && e.msg.startsWith('uploaded '), 180_000);
       const status = await waitUntil('the status file to show the upload', async () => {
-        const s = JSON.parse(await runCli(['-C', dirA, 'status', '--json'], { env }).then((r) => r.stdout));
+        const s = JSON.parse(await runCli(['-C', dirA, 'status', '--json'], { env: envOf(dirA) }).then((r) => r.stdout));
         return Boolean(s.status?.lastUpload);
-      }).then(() => runCli(['-C', dirA, 'status'], { env }));
+      }).then(() => runCli(['-C', dirA, 'status'], { env: envOf(dirA) }));
       assert.match(status.stdout, /nix +5 derivation\(s\) built, 0 path\(s\) fetched/);
       assert.match(status.stdout, new RegExp(`cache +uploaded 5 path\\(s\\), [0-9.]+ MiB to ${server.url.replace(/\./g, '\\.')}`));
     } finally {
@@ -126,7 +132,7 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
     logs.push(a.stderr);
     assert.is(a.json.image.digest, json.image.digest);
     assert.is(a.json.reference, json.reference);
-    const text = await runCli(['-C', dirB, 'build', '--force', '--load'], { env });
+    const text = await runCli(['-C', dirB, 'build', '--force', '--load'], { env: envOf(dirB) });
     assert.match(text.stdout, 'Nix built 0 derivation(s), fetched 0 path(s)'); // all in B's store now
   });
 
@@ -162,9 +168,9 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
 
   test('cache push uploads the current image on demand (file:// cache); a failed upload does not fail the build', async () => {
     const target = await tmpDir('nixdocker-filecache-');
-    const rc = JSON.parse(await readFile(path.join(dirA, '.nixdockerrc.json'), 'utf8'));
-    rc.builder.cache = { url: `file://${target}`, secretKeyFile: key.secretKeyFile };
-    await writeFile(path.join(dirA, '.nixdockerrc.json'), JSON.stringify(rc));
+    const env = envOf(dirA);
+    const user = env.NIXDOCKER_USER_CONFIG!;
+    await writeFile(user, JSON.stringify({ builder: { cache: { url: `file://${target}`, secretKeyFile: key.secretKeyFile } } }));
     const r = await runCli(['-C', dirA, 'cache', 'push'], { env });
     assert.is(r.exitCode, 0, r.stderr);
     logs.push(r.stdout, r.stderr);
@@ -173,14 +179,32 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
     const again = await runCli(['-C', dirA, 'cache', 'push', '--json'], { env });
     assert.is(JSON.parse(again.stdout).uploaded, 0, 'nothing twice');
 
-    rc.builder.cache = { url: `http://127.0.0.1:${await freePort()}`, secretKeyFile: key.secretKeyFile };
-    await writeFile(path.join(dirA, '.nixdockerrc.json'), JSON.stringify(rc));
+    await writeFile(user, JSON.stringify({ builder: { cache: { url: `http://127.0.0.1:${await freePort()}`, secretKeyFile: key.secretKeyFile } } }));
     const failed = await runCli(['-C', dirA, 'build', '--force', '--load'], { env });
     logs.push(failed.stdout, failed.stderr);
     assert.is(failed.exitCode, 0, failed.stderr);
     assert.match(failed.stdout, 'loaded into the engine');
     assert.match(failed.stdout, /upload to http:\/\/127\.0\.0\.1:\d+ FAILED \(the image is fine/);
     assert.match(failed.stderr, 'its upload to the binary cache failed');
+  });
+
+  test('a project config naming the signing key or a file:// cache outside the project is refused before any container starts', async () => {
+    const target = path.join(await tmpDir('nixdocker-outside-'), 'cache');
+    const requests = server.requests.length;
+    for (const cache of [{ url: `file://${target}`, secretKeyFile: 'cache.secret' }, { url: server.url, secretKeyFile: key.secretKeyFile }]) {
+      const dir = await project(VOL('refused'), { cache });
+      for (const cmd of [['builder', 'create'], ['build', '--force', '--load'], ['cache', 'push']]) {
+        const r = await runCli(['-C', dir, ...cmd], { env: envOf(dir) });
+        logs.push(r.stdout, r.stderr);
+        assert.is(r.exitCode, 1, `${cmd.join(' ')}: ${r.stderr}`);
+        assert.match(r.stderr, `The setting "builder.cache" in .nixdockerrc.json names ${cache.url.startsWith('file:') ? target : key.secretKeyFile}, outside the project directory`);
+        assert.match(r.stderr, 'fix: move "builder.cache" to your user config');
+      }
+    }
+    assert.not.ok(existsSync(target), 'the file:// directory was never made');
+    assert.equal(await leftoverContainers(VOL('refused')), []);
+    assert.ok(await new Docker().getVolume(VOL('refused')).inspect().then(() => false, () => true), 'no store volume was made');
+    assert.is(server.requests.length, requests, 'nothing reached the cache');
   });
 
   test("the secret key's bytes appear in no log, status or cache file, image or store volume", async () => {
@@ -190,7 +214,7 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
     for (const { file, bytes } of await filesUnder(path.join(dirA, '.nixdocker'))) {
       for (const n of [...needles.map((x) => Buffer.from(x)), secretRaw]) assert.is(bytes.indexOf(n), -1, `${file} holds the secret key`);
     }
-    const ref = JSON.parse((await runCli(['-C', dirA, 'hash', '--json'], { env })).stdout).image as string;
+    const ref = JSON.parse((await runCli(['-C', dirA, 'hash', '--json'], { env: envOf(dirA) })).stdout).image as string;
     const image = await imageBytes(ref);
     assert.ok(image.length > 1_000_000);
     for (const n of [...needles.map((x) => Buffer.from(x)), secretRaw]) assert.is(image.indexOf(n), -1, 'the image holds the secret key');

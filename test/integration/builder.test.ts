@@ -4,7 +4,7 @@ import Docker from 'dockerode';
 import { readdir, readlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
-import { BIN, cleanupProjects, runCli } from '../helpers/project.js';
+import { BIN, cleanupProjects, runCli, userConfigFile } from '../helpers/project.js';
 import { BUILDER_IMAGE, inVolume, leftoverContainers, offlineProject, removeVolume, requireParts } from '../helpers/services.js';
 
 const test = suite('builder (real podman + nix)');
@@ -23,8 +23,8 @@ interface BuildJson {
   };
 }
 
-async function buildJson(dir: string, extra: string[] = []): Promise<BuildJson> {
-  const r = await runCli(['-C', dir, 'build', '--json', ...extra], { env: { DOCKER_HOST: process.env.DOCKER_HOST } });
+async function buildJson(dir: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<BuildJson> {
+  const r = await runCli(['-C', dir, 'build', '--json', ...extra], { env: { DOCKER_HOST: process.env.DOCKER_HOST, ...env } });
   assert.is(r.exitCode, 0, r.stderr);
   return JSON.parse(r.stdout) as BuildJson;
 }
@@ -181,8 +181,9 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix'])) {
 
   test('local mode gives the same out paths as container mode', async () => {
     const container = await buildJson(await offlineProject({ volume: VOLUME }), ['--force']);
-    const localDir = await offlineProject({ volume: VOLUME, config: { builder: { mode: 'local' } } });
-    const local = await buildJson(localDir, ['--force']);
+    // Local mode runs the project's Nix on the host: only a user config may ask for it.
+    const localDir = await offlineProject({ volume: VOLUME });
+    const local = await buildJson(localDir, ['--force'], { NIXDOCKER_USER_CONFIG: await userConfigFile({ builder: { mode: 'local' } }) });
     const outs = (j: BuildJson) => [...j.result.base, ...j.result.user].map((p) => p.outPath);
     assert.equal(outs(local), outs(container));
     assert.equal(Object.keys(local.result.closure).sort(), Object.keys(container.result.closure).sort());

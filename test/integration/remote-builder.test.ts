@@ -5,8 +5,8 @@ import { execa } from 'execa';
 import { readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { cleanupProjects, runCli } from '../helpers/project.js';
-import { inVolume, offlineProject, removeVolume, requireParts } from '../helpers/services.js';
+import { cleanupProjects, runCli, userConfigFile } from '../helpers/project.js';
+import { inVolume, leftoverContainers, offlineProject, removeVolume, requireParts } from '../helpers/services.js';
 import { cleanupDirs, freePort, tmpDir, waitUntil } from '../helpers/registry.js';
 
 const test = suite('remote builder (real nix over ssh)');
@@ -87,23 +87,22 @@ if (ready) {
     await cleanupDirs();
   });
 
-  const project = async (builderPort: number, nonce: string) =>
-    offlineProject({
+  const builders = (builderPort: number) => [`ssh://root@127.0.0.1:${builderPort} ${process.arch === 'arm64' ? 'aarch64-linux' : 'x86_64-linux'} - 2`];
+  /** The builders in the project's config; the key and known_hosts, outside the project, in the user config. */
+  const project = async (builderPort: number, nonce: string) => {
+    const dir = await offlineProject({
       volume: VOLUME,
       image: SSH_IMAGE,
-      config: {
-        builder: {
-          remoteBuilders: [`ssh://root@127.0.0.1:${builderPort} ${process.arch === 'arm64' ? 'aarch64-linux' : 'x86_64-linux'} - 2`],
-          sshKeyFile: path.join(keys, 'id'),
-          sshKnownHostsFile: path.join(keys, 'known_hosts'),
-        },
-      },
+      config: { builder: { remoteBuilders: builders(builderPort) } },
       files: { 'workdir/local.nix': `{ pkgs, ... }: [ (pkgs.writeScriptBin "remote-${nonce}" "echo built remotely ${nonce}") ]\n` },
     });
+    const user = await userConfigFile({ builder: { sshKeyFile: path.join(keys, 'id'), sshKnownHostsFile: path.join(keys, 'known_hosts') } });
+    return { dir, env: { ...env, NIXDOCKER_USER_CONFIG: user } };
+  };
 
   test('a build sent to the remote builder over SSH lands in the local store, and the image runs it', async () => {
     const nonce = `${process.pid}${Date.now()}`;
-    const dir = await project(port, nonce);
+    const { dir, env } = await project(port, nonce);
     const create = await runCli(['-C', dir, 'builder', 'create'], { env });
     assert.is(create.exitCode, 0, create.stderr);
     const r = await runCli(['-C', dir, '--log-level', 'debug', 'build', '--load', '--json'], { env, timeoutMs: 240_000 });
@@ -127,7 +126,7 @@ if (ready) {
   test('a remote builder that is down: Nix builds locally, with a warning naming the builder', async () => {
     const nonce = `${process.pid}${Date.now()}down`;
     const down = await freePort();
-    const dir = await project(down, nonce);
+    const { dir, env } = await project(down, nonce);
     const r = await runCli(['-C', dir, 'build', '--load', '--json'], { env, timeoutMs: 240_000 });
     assert.is(r.exitCode, 0, r.stderr);
     const out = JSON.parse(r.stdout) as BuildJson;
@@ -135,6 +134,24 @@ if (ready) {
     assert.ok(out.result.built.some((d) => d.endsWith(`-remote-${nonce}.drv`)));
     assert.match(r.stderr, `remote builder ssh://root@127.0.0.1:${down} could not be used`);
     assert.match(r.stderr, 'Nix built locally instead');
+  });
+
+  test('a project config naming an SSH key outside the project is refused before any container starts', async () => {
+    const volume = `${VOLUME}-refused`;
+    const dir = await offlineProject({
+      volume,
+      image: SSH_IMAGE,
+      config: { builder: { remoteBuilders: builders(port), sshKeyFile: path.join(keys, 'id'), sshKnownHostsFile: path.join(keys, 'known_hosts') } },
+    });
+    for (const cmd of [['builder', 'create'], ['build', '--load']]) {
+      const r = await runCli(['-C', dir, ...cmd], { env });
+      assert.is(r.exitCode, 1, r.stderr);
+      assert.match(r.stderr, `The setting "builder.sshKeyFile" in .nixdockerrc.json names ${path.join(keys, 'id')}, outside the project directory`);
+      assert.match(r.stderr, 'fix: move "builder.sshKeyFile" to your user config');
+      assert.not.ok(r.stderr.includes(privateKey.split('\n')[1]!), 'the SSH key is in the output');
+    }
+    assert.equal(await leftoverContainers(volume), []);
+    assert.ok(await docker.getVolume(volume).inspect().then(() => false, () => true), 'no store volume was made');
   });
 }
 

@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { symlink, mkdir } from 'node:fs/promises';
+import { mkdir, realpath, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { loadConfig } from '../../src/config/load.js';
 import { UserError } from '../../src/errors.js';
@@ -156,24 +156,28 @@ test('DOCKER_REGISTRY_HOST overrides registry.host; DOCKER_REGISTRY_CONTAINER wa
   assert.match(warnings[0]!, 'DOCKER_REGISTRY_CONTAINER');
 });
 
-test('binary cache and remote builder settings: valid ones load, key files resolve on the host', async () => {
+test('binary cache and remote builder settings: valid ones load; a project\'s key files resolve inside it', async () => {
   const good = {
     builder: {
-      substituters: ['http://127.0.0.1:8080', 'file:///srv/nix-cache'],
+      substituters: ['http://127.0.0.1:8080', 'file://PROJECT/nix-cache'],
       trustedPublicKeys: ['team-1:bw7s8J22KFoRrjaJtUWFNSyFgpXZ3CUkYAGeE9nNFgk='],
       cache: { url: 's3://team-cache?region=eu-west-1', secretKeyFile: 'keys/cache.secret' },
       remoteBuilders: ['ssh://root@build1.example:2222 x86_64-linux - 4'],
       useSubstitutesOnRemote: true,
-      sshKeyFile: '/etc/nixdocker/id_ed25519',
+      sshKeyFile: 'keys/id_ed25519',
       sshKnownHostsFile: null,
     },
   };
-  const dir = await tmpProject({ ...base, '.nixdockerrc.json': JSON.stringify(good) });
+  const dir = await tmpProject(base);
+  const real = await realpath(dir);
+  good.builder.substituters[1] = `file://${real}/nix-cache`;
+  await writeFile(path.join(dir, '.nixdockerrc.json'), JSON.stringify(good));
   const { config } = await loadConfig(dir, { env: {} });
   assert.is(config.builder.cache?.secretKeyFile, path.join(config.projectDir, 'keys/cache.secret'));
-  assert.is(config.builder.sshKeyFile, '/etc/nixdocker/id_ed25519');
+  assert.is(config.builder.sshKeyFile, path.join(config.projectDir, 'keys/id_ed25519'));
   assert.is(config.builder.sshKnownHostsFile, null);
   assert.equal(config.builder.substituters, good.builder.substituters);
+  assert.equal(config.origins['builder.cache'], { file: '.nixdockerrc.json', trusted: false });
 });
 
 test('binary cache and remote builder settings: each mistake is named with the fix', async () => {
@@ -215,7 +219,7 @@ test('cache, substituter and builder settings leave the image tag alone', async 
       builder: {
         substituters: ['http://127.0.0.1:1'],
         trustedPublicKeys: ['team-1:bw7s8J22KFoRrjaJtUWFNSyFgpXZ3CUkYAGeE9nNFgk='],
-        cache: { url: 'file:///tmp/c', secretKeyFile: '/k' },
+        cache: { url: 's3://c', secretKeyFile: 'k' },
         remoteBuilders: ['ssh://b'],
         useSubstitutesOnRemote: true,
       },

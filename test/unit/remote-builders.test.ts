@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { chmod } from 'node:fs/promises';
+import { chmod, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { loadConfig } from '../../src/config/load.js';
 import { UserError } from '../../src/errors.js';
@@ -71,6 +71,26 @@ test('substituters and keys become --option arguments; none configured changes n
   const plain = await configWith({});
   assert.equal(nixBuildSettings(plain.config).args, []);
   assert.is(builderTarget(plain.config).networkMode, undefined);
+});
+
+test('a project path swapped for a symlink out of the project after load is refused at mount time, never mounted', async () => {
+  const outside = await realpath(await tmpProject({ 'cache/.keep': '', id: 'k' }, 'nixdocker-outside-'));
+  const dir = await realpath(await tmpProject({ 'env/default.nix': '[ ]', 'workdir/local.nix': '[ ]', 'subst/.keep': '', 'keys/id': 'k', kh: 'h' }));
+  await chmod(path.join(dir, 'keys/id'), 0o600);
+  await writeFile(path.join(dir, '.nixdockerrc.json'), JSON.stringify({ builder: { substituters: [`file://${dir}/subst`] } }));
+  const { config } = await loadConfig(dir, { env: {} });
+  assert.equal(builderTarget(config).mounts!.map((m) => m.Source), [`${dir}/subst`]);
+  await rm(path.join(dir, 'subst'), { recursive: true });
+  await symlink(path.join(outside, 'cache'), path.join(dir, 'subst'));
+  assert.throws(() => builderTarget(config), (e: Error) => e instanceof UserError && e.message.includes(`names ${dir}/subst, which resolves (through a symlink) to ${outside}/cache`));
+
+  await writeFile(path.join(dir, '.nixdockerrc.json'), JSON.stringify({ builder: { remoteBuilders: ['ssh://b'], sshKeyFile: 'keys/id', sshKnownHostsFile: 'kh' } }));
+  const ssh = (await loadConfig(dir, { env: {} })).config;
+  assert.is(builderTarget(ssh).mounts![0]!.Source, `${dir}/keys/id`);
+  await rm(path.join(dir, 'keys'), { recursive: true });
+  await chmod(path.join(outside, 'id'), 0o600);
+  await symlink(outside, path.join(dir, 'keys'));
+  assert.throws(() => builderTarget(ssh), /"builder\.sshKeyFile" in \.nixdockerrc\.json names .*keys\/id, which resolves \(through a symlink\)/);
 });
 
 test.run();
