@@ -6,7 +6,7 @@ import { formatJsonError } from '../util/json-syntax.js';
 import { configWhere, isWithin, resolveInside } from './containment.js';
 import { DEFAULTS } from './defaults.js';
 import { validate } from './schema.js';
-import { resolveHostPaths, TRUSTED_SETTINGS } from './trust.js';
+import { checkKeyDestinations, resolveHostPaths, TRUSTED_SETTINGS } from './trust.js';
 import { readUserConfig, userConfigPath } from './user-config.js';
 import { PROTOTYPE_FILE, readPrototypeConfig, REGISTRY_CONTAINER_NOTE } from './prototype.js';
 import type { Config, ConfigInput, PlatformSpec, PlatformTarget } from './types.js';
@@ -134,6 +134,7 @@ export async function loadConfig(projectDir: string, opts: LoadOptions = {}): Pr
   };
 
   config.platforms = input.platforms ? input.platforms.map((spec) => platformTarget(spec, config.builder, where)) : null;
+  checkKeyDestinations(config);
   resolveInside(root, config.envDir, 'envDir', where, opts.skipFileChecks ? null : 'directory');
   config.userConfig.forEach((f, i) => resolveInside(root, f, `userConfig[${i}]`, where, opts.skipFileChecks ? null : 'file'));
   resolveInside(root, config.workdir, 'workdir', where, null);

@@ -117,3 +117,21 @@ function lstatOrNull(p: string) {
     return null;
   }
 }
+
+/**
+ * The signing key goes to the engine that runs `nix store sign` (on its
+ * standard input). A project's config may pick a platform's engine, but then
+ * not with the user's key: the key goes only to engines the user chose
+ * (DOCKER_HOST).
+ */
+export function checkKeyDestinations(config: Config): void {
+  const cache = config.origins['builder.cache'];
+  if (!cache?.trusted || !config.platforms) return;
+  const remote = config.platforms.find((t) => t.dockerHost);
+  if (!remote) return;
+  const where = config.configFile ? path.relative(config.projectDir, config.configFile) : 'the project config';
+  throw new UserError(
+    `"platforms" in ${where} builds ${remote.name} on the engine ${remote.dockerHost}, and your signing key (builder.cache in ${cache.file}) would be sent there to sign the upload; a project's config may not choose where your key goes.`,
+    `remove "dockerHost" from that entry of "platforms" (DOCKER_HOST picks the engine), or build this project with NIXDOCKER_USER_CONFIG naming a config without builder.cache`,
+  );
+}

@@ -180,6 +180,18 @@ test('builder.cache is taken whole from one file: a project cannot pair its URL 
   assert.equal(config.origins['builder.cache'], { file: '.nixdockerrc.json', trusted: false });
 });
 
+test('a project\'s platforms may not send the user\'s signing key to an engine the project picks', async () => {
+  const h = await home({ builder: { cache: { url: 'https://team.example', secretKeyFile: '~/.config/nix/secret.key' } } });
+  const rc = { platforms: ['linux/amd64', { platform: 'linux/arm64', dockerHost: 'tcp://build.example:2375' }] };
+  const err = await loadError(await project(rc), h.env);
+  assert.match(err.message, '"platforms" in .nixdockerrc.json builds linux/arm64 on the engine tcp://build.example:2375, and your signing key (builder.cache in');
+  assert.match(err.format(), 'remove "dockerHost" from that entry');
+  // Without the user's key, or with the project's own cache, the project picks its engines.
+  assert.ok((await loadConfig(await project(rc), { env: (await home()).env })).config.platforms![1]!.dockerHost);
+  const own = await project({ ...rc, builder: { cache: { url: 'https://p.example', secretKeyFile: 'k' } } });
+  assert.ok((await loadConfig(own, { env: h.env })).config.platforms![1]!.dockerHost);
+});
+
 test('builder.mode "local" (Nix on the host) comes only from the user config', async () => {
   const h = await home();
   const err = await loadError(await project({ builder: { mode: 'local' } }), h.env);
