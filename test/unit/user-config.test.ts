@@ -212,4 +212,16 @@ test('a prototype project (config.json only) takes its builder from the user con
   assert.match(warnings[0]!, "Using the prototype's config.json");
 });
 
+test('the README\'s user config example is a valid user config', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const { REPO_ROOT } = await import('../helpers/project.js');
+  const readme = await readFile(path.join(REPO_ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('### Your user config'));
+  const example = /```json\n([\s\S]*?)```/.exec(section)![1]!;
+  const h = await home(example);
+  const { config } = await loadConfig(await project(), { env: h.env });
+  assert.is(config.builder.sshKeyFile, path.join(h.home, '.ssh/nix-builder'));
+  assert.is(config.origins['builder.cache']?.trusted, true);
+});
+
 test.run();
