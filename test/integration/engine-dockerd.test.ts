@@ -2,6 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { BIN, cleanupProjects, runCli } from '../helpers/project.js';
+import { freePort, waitUntil } from '../helpers/registry.js';
 import { DOCKERD_HOST, dockerAt, offlineProject, requireParts } from '../helpers/services.js';
 
 // Engine compatibility: the main end-to-end path against Debian's dockerd, as
@@ -60,6 +61,29 @@ if (await requireParts(test, ['registry', 'dockerd'])) {
     });
     assert.is(tty.exitCode, 4, tty.stdout);
     assert.match(tty.stdout, 'typed-42');
+
+    // run's docker-run options through dockerd: a missing image is pulled from the insecure
+    // registry, -e reaches the command, -p publishes on the host's loopback.
+    await docker.getImage(out.reference).remove({ force: true });
+    const withEnv = await runCli(['-C', dir, 'run', '-e', 'WHO=dockerd env', 'sh', '-c', 'greet "$WHO"'], { env: env() });
+    assert.is(withEnv.exitCode, 0, withEnv.stderr);
+    assert.match(withEnv.stdout, 'greetings, dockerd env');
+    assert.match(withEnv.stderr, `pulled ${out.reference}`);
+    const port = await freePort();
+    const name = `nixdocker-test-dockerd-run-${process.pid}`;
+    const server = execa(process.execPath, [BIN, '-C', dir, 'run', '--name', name, '-p', `127.0.0.1:${port}:8080`, 'sh', '-c', 'busybox httpd -f -p 8080 -h .'], { env: env(), reject: false });
+    try {
+      let body = '';
+      await waitUntil(`http://127.0.0.1:${port}/ to answer through dockerd`, async () => {
+        body = await fetch(`http://127.0.0.1:${port}/hello_world.sh`).then((r) => (r.ok ? r.text() : ''), () => '');
+        return body !== '' || server.exitCode !== null;
+      }, 30_000);
+      assert.match(body, 'hello_world.sh ran in', 'served from the container through the published port');
+    } finally {
+      await docker.getContainer(name).remove({ force: true }).catch(() => {});
+      server.kill('SIGKILL');
+      await server;
+    }
   });
 }
 
