@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Test/CI services for nixdocker: a podman API socket, a local registry, the
-# test builder image and host Nix settings for local-mode builds.
+# test builder image, host Nix settings for local-mode builds and a WebDAV
+# server (nginx) that takes `nix copy --to http://…` uploads.
 #
 #   eval "$(scripts/services.sh up)"     # or: scripts/services.sh up && source "$STATE/env"
 #   scripts/services.sh status
@@ -20,16 +21,21 @@ SUITE=bookworm
 ROOTFS_INCLUDE=nix-bin,busybox-static,ca-certificates
 # catatonit backs HostConfig.Init; curl probes the sockets. tmux gives the progress suite a
 # real terminal, openssh-client the remote-builder suite's ssh-keygen, time the benchmarks'
-# /usr/bin/time. The rest is the brief's list.
+# /usr/bin/time, nginx (its ngx_http_dav_module) the http(s):// binary cache uploads. The rest
+# is the brief's list.
 PACKAGES=(nix-bin podman runc docker-registry skopeo mmdebstrap busybox-static uidmap dbus
   libnotify-bin apache2-utils catatonit curl libglib2.0-bin python3-gi
-  qemu-user-static binfmt-support docker.io tmux openssh-client time)
+  qemu-user-static binfmt-support docker.io tmux openssh-client time nginx)
 # arm64 runs under qemu; the arm64 builder image is a second, emulated test builder.
 ARM64_BUILDER_IMAGE=localhost/nixdocker-test-builder-arm64:latest
 # Debian's dockerd as a second engine beside podman, with everything of its own under $STATE.
 DOCKERD_SOCK=$STATE/dockerd.sock
 DOCKERD_EXEC_ROOT=/run/nixdocker-dockerd
 DOCKERD_DATA_ROOT=${NIXDOCKER_DOCKERD_DATA_ROOT:-/var/lib/nixdocker-dockerd}
+# nginx as a WebDAV server: Nix's HttpBinaryCacheStore uploads with PUT. Below the ephemeral
+# range, so no test's freePort() can take it.
+DAV_ADDR=127.0.0.1:5080
+DAV_DIR=$STATE/dav
 
 # No binary cache is reachable, and builds run as root without nixbld users.
 NIX_SETTINGS=('substituters =' 'sandbox = false' 'build-users-group =')
@@ -257,6 +263,63 @@ http:
   echo "$pid" >"$STATE/registry.pid"
   wait_for 30 registry_ping || die "registry did not answer on $REGISTRY_ADDR; see $STATE/registry.log"
   log "registry up (pid $pid) at $REGISTRY_ADDR, data in $STATE/registry/data"
+}
+
+# --- 5b. WebDAV server (nginx) ------------------------------------------------
+dav_ping() { curl -fs --max-time 2 -o /dev/null "http://$DAV_ADDR/_ping"; }
+
+# Everything of its own under $DAV_DIR: config, pid, logs, temp paths (Debian's defaults are
+# under /var/lib/nginx and /var/log/nginx) and the served root. `/` takes PUT, DELETE and
+# MKCOL and serves GET; `/readonly/` serves GET only, so a PUT there is refused (405), as a
+# plain static server would refuse it.
+start_dav() {
+  if pid_of dav 'nginx: master' >/dev/null && dav_ping; then
+    log "WebDAV server already running (pid $(<"$STATE/dav.pid")) at http://$DAV_ADDR"
+    return 0
+  fi
+  stop_pid dav 'nginx: master'
+  local rc=0 code
+  code=$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://$DAV_ADDR/_ping") || rc=$?
+  ((rc == 7)) || die "$DAV_ADDR is taken by something that answers /_ping with HTTP $code (curl rc $rc); stop it or run 'scripts/services.sh down'"
+  command -v nginx >/dev/null || die "nginx not found"
+  mkdir -p "$DAV_DIR/root/readonly" "$DAV_DIR/tmp"
+  # Workers run as root: the suites (root) read and remove what Nix uploaded, and the server
+  # listens on loopback only.
+  write_if_changed "$DAV_DIR/nginx.conf" "# written by nixdocker scripts/services.sh
+daemon off;
+user root;
+worker_processes 1;
+pid $DAV_DIR/nginx.pid;
+error_log $DAV_DIR/error.log warn;
+events { worker_connections 256; }
+http {
+  access_log $DAV_DIR/access.log;
+  client_body_temp_path $DAV_DIR/tmp/body;
+  proxy_temp_path $DAV_DIR/tmp/proxy;
+  fastcgi_temp_path $DAV_DIR/tmp/fastcgi;
+  uwsgi_temp_path $DAV_DIR/tmp/uwsgi;
+  scgi_temp_path $DAV_DIR/tmp/scgi;
+  default_type application/octet-stream;
+  server {
+    listen $DAV_ADDR;
+    root $DAV_DIR/root;
+    location = /_ping { return 200 \"ok\\n\"; }
+    location / {
+      dav_methods PUT DELETE MKCOL;
+      create_full_put_path on;
+      dav_access user:rw group:r all:r;
+      client_max_body_size 0;
+    }
+    location /readonly/ { }
+  }
+}"
+  nginx -t -q -p "$DAV_DIR/" -e "$DAV_DIR/error.log" -c "$DAV_DIR/nginx.conf" >&2 ||
+    die "nginx rejects $DAV_DIR/nginx.conf"
+  setsid nginx -p "$DAV_DIR/" -e "$DAV_DIR/error.log" -c "$DAV_DIR/nginx.conf" \
+    </dev/null >>"$STATE/dav.log" 2>&1 &
+  echo $! >"$STATE/dav.pid"
+  wait_for 30 dav_ping || die "the WebDAV server did not answer on $DAV_ADDR; see $DAV_DIR/error.log"
+  log "WebDAV server up (pid $(<"$STATE/dav.pid")) at http://$DAV_ADDR, root $DAV_DIR/root"
 }
 
 # --- 6. test builder image -------------------------------------------------
@@ -495,6 +558,8 @@ env_lines() {
   printf 'export NIXDOCKER_TEST_ARM64_BUILDER_IMAGE=%q\n' "$ARM64_BUILDER_IMAGE"
   printf 'export NIXDOCKER_TEST_DOCKERD_HOST=%q\n' "unix://$DOCKERD_SOCK"
   printf 'export NIXDOCKER_TEST_SSH_BUILDER_IMAGE=%q\n' "$SSH_BUILDER_IMAGE"
+  printf 'export NIXDOCKER_TEST_DAV_URL=%q\n' "http://$DAV_ADDR"
+  printf 'export NIXDOCKER_TEST_DAV_DIR=%q\n' "$DAV_DIR/root"
   printf 'export NIX_REMOTE=\n'
 }
 
@@ -507,6 +572,7 @@ cmd_up() {
   configure_nix
   start_podman
   start_registry
+  start_dav
   ensure_builder_image
   start_part arm64-builder
   start_part dockerd
@@ -536,7 +602,8 @@ cmd_down() {
   stop_pid dockerd 'dockerd'
   stop_pid podman 'system service'
   stop_pid registry 'docker-registry'
-  rm -rf "$SOCK" "$DOCKERD_SOCK" "$STATE/registry" "$STATE/env" "$STATE/parts"
+  stop_pid dav 'nginx: master'
+  rm -rf "$SOCK" "$DOCKERD_SOCK" "$STATE/registry" "$DAV_DIR" "$STATE/env" "$STATE/parts"
   log "down"
 }
 
@@ -553,6 +620,11 @@ cmd_status() {
     echo "registry: answering at $REGISTRY_ADDR (not started by this script)"
   else
     echo "registry: not running"; rc=1
+  fi
+  if pid=$(pid_of dav 'nginx: master') && dav_ping; then
+    echo "WebDAV server: running (pid $pid) at http://$DAV_ADDR, root $DAV_DIR/root"
+  else
+    echo "WebDAV server: not running"; rc=1
   fi
   if command -v podman >/dev/null && podman image exists "$BUILDER_IMAGE"; then
     echo "builder image: $BUILDER_IMAGE present"

@@ -11,9 +11,13 @@ export const BUILDER_IMAGE = process.env.NIXDOCKER_TEST_BUILDER_IMAGE ?? 'localh
 export const ARM64_BUILDER_IMAGE = process.env.NIXDOCKER_TEST_ARM64_BUILDER_IMAGE ?? 'localhost/nixdocker-test-builder-arm64:latest';
 /** Debian's dockerd as a second engine, with the amd64 test builder loaded. */
 export const DOCKERD_HOST = process.env.NIXDOCKER_TEST_DOCKERD_HOST ?? 'unix:///tmp/nixdocker-services/dockerd.sock';
-const SERVICES_DIR = process.env.NIXDOCKER_SERVICES_DIR ?? '/tmp/nixdocker-services';
+export const SERVICES_DIR = process.env.NIXDOCKER_SERVICES_DIR ?? '/tmp/nixdocker-services';
+/** nginx with ngx_http_dav_module: takes PUT (and DELETE, MKCOL) under /, serves GET only under /readonly/. */
+export const DAV_URL = process.env.NIXDOCKER_TEST_DAV_URL ?? 'http://127.0.0.1:5080';
+/** The directory nginx serves at DAV_URL. */
+export const DAV_DIR = process.env.NIXDOCKER_TEST_DAV_DIR ?? path.join(SERVICES_DIR, 'dav', 'root');
 
-export type Part = 'engine' | 'registry' | 'builder-image' | 'nix' | 'arm64-builder' | 'dockerd' | 'tmux';
+export type Part = 'engine' | 'registry' | 'builder-image' | 'nix' | 'arm64-builder' | 'dockerd' | 'tmux' | 'dav';
 
 /** A dockerode client for a DOCKER_HOST-style address (unix:// only: the test services). */
 export function dockerAt(host: string): Docker {
@@ -80,6 +84,10 @@ async function partMissing(part: Part): Promise<string | null> {
         const { execa } = await import('execa');
         await execa('nix-build', ['--version']);
         return null;
+      }
+      case 'dav': {
+        const r = await fetch(`${DAV_URL}/_ping`, { signal: AbortSignal.timeout(3000) });
+        return r.ok ? null : `WebDAV server at ${DAV_URL} answered ${r.status}`;
       }
       case 'tmux': {
         // The progress suite draws on a real terminal: a tmux pane.
