@@ -75,6 +75,16 @@ const urlList = (re: RegExp, what: string): Check => (v) =>
     ? v.some((x) => USERINFO.test(x as string)) ? `an array of ${what}, ${NO_CREDENTIALS}` : null
     : `an array of ${what}`;
 
+function httpHost(url: string): string | null {
+  // WHATWG URL reads "http:///cache" as the host "cache"; Nix's curl does not.
+  if (!/^https?:\/\/[^/?#]/.test(url)) return null;
+  try {
+    return new URL(url).hostname || null;
+  } catch {
+    return null;
+  }
+}
+
 /** `builder.cache`: where finished builds go and the key that signs them. */
 const cacheSetting: Check = (v) => {
   const what = 'an object { "url": "file:///DIR" | "http(s)://HOST/PATH" | "s3://BUCKET", "secretKeyFile": "PATH" } or null';
@@ -84,6 +94,8 @@ const cacheSetting: Check = (v) => {
   if (extra.length > 0) return `${what} (unknown key ${JSON.stringify(extra[0])})`;
   if (typeof v.url !== 'string' || !STORE_URL.test(v.url)) return `${what} ("url" must be a file://, http://, https:// or s3:// store URL)`;
   if (USERINFO.test(v.url)) return `${what} ("url" ${NO_CREDENTIALS})`;
+  // Nix would take "http:///cache" and fail only at the upload, after the image is out.
+  if (/^https?:/.test(v.url) && !httpHost(v.url)) return `${what} ("url" must name a server: http(s)://HOST[:PORT]/PATH, which takes PUT)`;
   if (typeof v.secretKeyFile !== 'string' || v.secretKeyFile.length === 0) {
     return `${what} ("secretKeyFile" names the key from \`nix-store --generate-binary-cache-key\` that signs uploads)`;
   }

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { UserError } from '../errors.js';
 import type { BinaryCacheSettings } from '../config/types.js';
 import type { NixRunner } from '../builder/runner.js';
-import { mapPaths } from './commands.js';
+import { mapPaths, networkFailure } from './commands.js';
 
 const NIX_COMMAND = ['nix', '--extra-experimental-features', 'nix-command'];
 
@@ -71,7 +71,7 @@ export async function uploadClosure(
     stdin: key,
     onStderrLine: opts.onLog,
   });
-  if (sign.exitCode !== 0) throw uploadError(`Nix could not sign the closure for ${cache.url}`, sign.stderrTail, runner.root);
+  if (sign.exitCode !== 0) throw nixFailure(`Nix could not sign the closure for ${cache.url}`, sign.stderrTail, runner.root);
 
   const progress: UploadProgress = { uploaded: 0, total: 0, bytes: 0, current: null };
   const copy = await runner.run([...NIX_COMMAND, 'copy', '-v', '--to', cache.url, ...paths], {
@@ -89,16 +89,63 @@ export async function uploadClosure(
       opts.onProgress?.({ ...progress });
     },
   });
-  if (copy.exitCode !== 0) throw uploadError(`Nix could not upload to the binary cache ${cache.url}`, copy.stderrTail, runner.root);
+  if (copy.exitCode !== 0) throw uploadError(cache.url, copy.stderrTail, runner.root);
   return { url: cache.url, paths: paths.length, uploaded: progress.uploaded, bytes: progress.bytes, ms: Math.round(performance.now() - t0) };
 }
 
-function uploadError(what: string, tail: string[], root: string): UserError {
+/** Nix's own words, from its first error line on (or the last lines). */
+function quote(tail: string[], root: string): string {
   const lines = mapPaths(tail.join('\n'), root).split('\n');
   const at = lines.findIndex((l) => l.startsWith('error:'));
-  const quoted = (at < 0 ? lines.slice(-8) : lines.slice(at, at + 8)).join('\n').trim();
+  return (at < 0 ? lines.slice(-8) : lines.slice(at, at + 8)).join('\n').trim();
+}
+
+const indent = (text: string) => text.split('\n').map((l) => `    ${l}`).join('\n');
+const RETRY = '`nixdocker cache push` tries again';
+const NEEDS_PUT = `serve builder.cache.url from a server that takes PUT there (WebDAV: nginx with \`dav_methods PUT; create_full_put_path on; client_max_body_size 0;\`, or Apache mod_dav), or set it to a file:// directory or an s3:// bucket; ${RETRY}`;
+
+function nixFailure(what: string, tail: string[], root: string): UserError {
   return new UserError(
-    `${what}:\n${quoted.split('\n').map((l) => `    ${l}`).join('\n')}`,
-    'check builder.cache.url (a file:// directory, an http(s) server that accepts PUT, or s3://) and that the builder can reach it; `nixdocker cache push` tries again',
+    `${what}:\n${indent(quote(tail, root))}`,
+    `check builder.cache.url (a file:// directory, an http(s) server that accepts PUT, or s3://) and that the builder can reach it; ${RETRY}`,
   );
+}
+
+/**
+ * Why `nix copy --to URL` failed, in the user's terms. Nix 2.8 says an HTTP
+ * cache refused a PUT in two ways: "unable to upload 'FILE': HTTP error 405
+ * ('Not Allowed')" for a NAR or narinfo, and, when the cache has no
+ * nix-cache-info yet and the PUT of one fails, only "'URL' does not appear to
+ * be a binary cache" after "uploading 'URL/nix-cache-info'".
+ */
+export function uploadError(url: string, tail: string[], root: string): UserError {
+  const text = tail.join('\n');
+  const refused = /unable to upload '([^']+)': HTTP error (\d+)(?: \('([^']*)'\))?/.exec(text);
+  if (refused) {
+    const [, file, code, reason] = refused;
+    const status = `HTTP ${code}${reason ? ` ${reason}` : ''}`;
+    const hint =
+      code === '401' || code === '403'
+        ? `the server wants credentials or forbids writing there, and nixdocker passes no cache credentials (builder.cache.url holds none); let the builder's address PUT to that path, or set builder.cache.url to a file:// directory or an s3:// bucket; ${RETRY}`
+        : code === '413'
+          ? `the server limits the size of an upload: allow any size there (nginx: \`client_max_body_size 0;\`); ${RETRY}`
+          : code === '405' || code === '501'
+            ? NEEDS_PUT
+            : `check the server's log for the PUT of ${file}; ${RETRY}`;
+    return new UserError(`The binary cache ${url} (builder.cache.url) refused the upload: ${status} on PUT ${file}.`, hint);
+  }
+  if (/does not appear to be a binary cache/.test(text) && /uploading '[^']*\/nix-cache-info'/.test(text)) {
+    return new UserError(
+      `The binary cache ${url} (builder.cache.url) refused the upload: it has no nix-cache-info, and the PUT of one failed (a server that only serves files, or a path it does not let you write).`,
+      NEEDS_PUT,
+    );
+  }
+  const network = /^https?:\/\//.test(url) ? networkFailure(text) : null;
+  if (network) {
+    return new UserError(
+      `The builder could not reach the binary cache ${url} (builder.cache.url): ${network.reason}.`,
+      `start the server or fix builder.cache.url; the builder shares the host's network, so 127.0.0.1 there is this host's loopback; ${RETRY}`,
+    );
+  }
+  return nixFailure(`Nix could not upload to the binary cache ${url}`, tail, root);
 }

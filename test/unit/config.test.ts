@@ -208,6 +208,11 @@ test('binary cache and remote builder settings: each mistake is named with the f
   assert.match(creds.message, '"builder.cache" expected an object');
   assert.match(creds.message, '"url" without user:password@');
   assert.not.match(creds.message, 's3cret');
+  // An http(s) cache is a server that takes PUT: without a host there is none.
+  for (const url of ['http:///cache', 'https://:8080/c']) {
+    const noHost = await loadError({ '.nixdockerrc.json': JSON.stringify({ builder: { cache: { url, secretKeyFile: 'k' } } }) });
+    assert.match(noHost.message, '"url" must name a server: http(s)://HOST[:PORT]/PATH');
+  }
 });
 
 test('cache, substituter and builder settings leave the image tag alone', async () => {
