@@ -55,8 +55,13 @@ export const cacheCommand: Command = {
         let runner: NixRunner | null = null;
         try {
           runner = await pipeline.acquireRunner(identity, target, ctx.signal);
-          const r = await uploadBuild(pipeline, runner, result, { signal: ctx.signal, onLog: (l) => ctx.log.debug({ nix: true }, l) });
           const platform = target.platform ? target.key : undefined;
+          const url = config.builder.cache.url;
+          const r = await uploadBuild(pipeline, runner, result, {
+            signal: ctx.signal,
+            onLog: (l) => ctx.log.debug({ nix: true }, l),
+            onProgress: (u) => ctx.progress.report({ phase: 'upload', url, platform: platform ?? null, ...u }),
+          }).finally(() => ctx.progress.end('upload'));
           if (ctx.values.json) {
             ctx.stdout.write(`${JSON.stringify({ reference: identity.image, ...(platform ? { platform } : {}), ...r }, null, 2)}\n`);
           } else {

@@ -62,6 +62,8 @@ function movedBytes(p: Progress): number | null {
       return p.bytesRead;
     case 'push':
       return p.bytesSent;
+    case 'upload':
+      return p.bytes;
     case 'pull':
       return p.bytes;
     default:
@@ -77,6 +79,8 @@ function finished(p: Progress): boolean {
       return p.layersDone === p.layersTotal;
     case 'push':
       return p.blobsDone === p.blobsTotal;
+    case 'upload':
+      return p.uploaded >= p.total;
     case 'pull':
       return p.layers > 0 && p.done === p.layers;
   }
@@ -84,7 +88,7 @@ function finished(p: Progress): boolean {
 
 const rateText = (rate: number | null) => (rate === null ? '' : `, ${formatBytes(rate)}/s`);
 
-/** One status line: "push  12/57 blobs, 80.0 MiB of 197.0 MiB, 95.3 MiB/s; 3 there, 2 mounted". */
+/** One status line: "push: 12/57 blobs, 80.0 MiB of 197.0 MiB sent, 95.3 MiB/s; 3 already there, 2 mounted". */
 export function describe(p: Progress, rate: number | null): string {
   switch (p.phase) {
     case 'build': {
@@ -97,6 +101,8 @@ export function describe(p: Progress, rate: number | null): string {
       return `assemble: ${p.layersDone}/${p.layersTotal} layers${p.layersCached ? ` (${p.layersCached} cached)` : ''}, ${formatBytes(p.bytesRead)} read${rateText(rate)}`;
     case 'push':
       return `push: ${p.blobsDone}/${p.blobsTotal} blobs, ${formatBytes(p.bytesSent)} of ${formatBytes(p.bytesTotal)} sent${rateText(rate)}; ${p.skipped} already there, ${p.mounted} mounted`;
+    case 'upload':
+      return `upload: ${p.uploaded}/${p.total} path(s), ${formatBytes(p.bytes)} of NARs${rateText(rate)} to ${p.url}`;
     case 'pull':
       return `pull: ${p.done}/${p.layers} layers${p.bytesTotal ? `, ${formatBytes(p.bytes)} of ${formatBytes(p.bytesTotal)}` : ''}${rateText(rate)}`;
   }

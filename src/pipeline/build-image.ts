@@ -19,7 +19,7 @@ import { processTmpDir } from '../util/process-tmp.js';
 import { nixStep } from './nix-step.js';
 import { uploadBuild } from './cache-upload.js';
 import { pruneCache } from './disk-cache.js';
-import type { UploadReport } from '../nix/binary-cache.js';
+import type { UploadProgress, UploadReport } from '../nix/binary-cache.js';
 import type { FailedPhase, Pipeline } from './pipeline.js';
 import { pushStep } from './push-step.js';
 import type { PushProgress } from './push.js';
@@ -38,12 +38,17 @@ export interface BuildRequest {
   /** Load into the engine only (the destinations hook is not asked). */
   load?: boolean;
   signal?: AbortSignal;
-  /** Live progress of the long phases (Nix build, assembly, push), for a terminal or the log. */
+  /** Live progress of the long phases (Nix build, assembly, push, cache upload), for a terminal or the log. */
   onProgress?: (p: BuildProgress) => void;
 }
 
 /** Progress of one phase; `platform` is set when a build makes several. */
-export type BuildProgress = (({ phase: 'build' } & NixProgress) | ({ phase: 'assemble' } & AssembleProgress) | ({ phase: 'push' } & PushProgress)) & {
+export type BuildProgress = (
+  | ({ phase: 'build' } & NixProgress)
+  | ({ phase: 'assemble' } & AssembleProgress)
+  | ({ phase: 'push' } & PushProgress)
+  | ({ phase: 'upload'; url: string } & UploadProgress)
+) & {
   platform?: string | null;
 };
 
@@ -202,7 +207,7 @@ export async function buildImage(p: Pipeline, req: BuildRequest): Promise<BuildO
     let upload: UploadOutcome | undefined;
     for (const b of builds) {
       if (!b.runner) continue;
-      const one = await uploadAfterBuild(p, b.runner, b.result, req, durations);
+      const one = await uploadAfterBuild(p, b.runner, b.result, req, durations, b.target.platform ? b.target.key : null);
       upload = !upload ? one : upload.ok && one.ok ? { ...upload, paths: upload.paths + one.paths, uploaded: upload.uploaded + one.uploaded, bytes: upload.bytes + one.bytes } : upload.ok ? one : upload;
     }
     return {
@@ -343,12 +348,16 @@ async function chooseDestinations(p: Pipeline, id: Identity): Promise<Destinatio
  * The image is out already, so a failed upload is a warning, not a failed
  * build; `nixdocker cache push` tries again. Cancelling still cancels.
  */
-async function uploadAfterBuild(p: Pipeline, runner: NixRunner, result: BuildResult, req: BuildRequest, durations: Record<string, number>): Promise<UploadOutcome> {
+async function uploadAfterBuild(p: Pipeline, runner: NixRunner, result: BuildResult, req: BuildRequest, durations: Record<string, number>, platform: string | null): Promise<UploadOutcome> {
   const url = p.config.builder.cache!.url;
-  p.hooks.buildPhase.call(req.buildId, 'cacheUpload', null);
+  p.hooks.buildPhase.call(req.buildId, 'cacheUpload', platform);
   const t0 = performance.now();
   try {
-    const report = await uploadBuild(p, runner, result, { signal: req.signal, onLog: (line) => p.hooks.buildLog.call(req.buildId, line) });
+    const report = await uploadBuild(p, runner, result, {
+      signal: req.signal,
+      onLog: (line) => p.hooks.buildLog.call(req.buildId, line),
+      onProgress: req.onProgress && ((u) => req.onProgress!({ phase: 'upload', url, platform, ...u })),
+    });
     return { ok: true, ...report };
   } catch (err) {
     if (req.signal?.aborted) throw err;
