@@ -1,10 +1,10 @@
-import { readdirSync, realpathSync, statSync, type Dirent } from 'node:fs';
+import { realpathSync, statSync, type Dirent } from 'node:fs';
 import { configWhere, isWithin, resolveInside } from './config/containment.js';
 import type { Config } from './config/types.js';
 import { UserError } from './errors.js';
 import { isIgnoredDir, isIgnoredFile } from './ignore.js';
 import type { InputFile } from './identity.js';
-import { describeType, readOnce, ReadRefused, Slicer } from './util/read-once.js';
+import { describeType, HeldDir, readOnce, ReadRefused, Slicer } from './util/read-once.js';
 
 /**
  * Reading the inputs of the identity: every file under envDir and each
@@ -63,16 +63,18 @@ export async function readInputs(config: Config, opts: { signal?: AbortSignal; k
   const contents = opts.keep ? new InputContents() : undefined;
   let total = 0;
 
-  const read = (rel: string, file: string, role: InputFile['role'], listedRegular = false): InputFile | null => {
+  const read = (rel: string, file: string, role: InputFile['role'], how: { listedRegular?: boolean; held?: boolean } = {}): InputFile | null => {
     let r;
     try {
-      r = readOnce(file, { root, limit: INPUT_FILE_LIMIT, keep: opts.keep, scratch, listedRegular });
+      r = readOnce(file, { root, limit: INPUT_FILE_LIMIT, keep: opts.keep, scratch, ...how });
     } catch (err) {
       if (err instanceof ReadRefused) {
         if (err.code === 'missing' && role === 'env') return null; // removed since the listing: the next change says so
         throw refused(rel, err);
       }
-      throw new UserError(`Cannot read the input file ${rel}: ${(err as Error).message}`, `restore ${rel}, or remove it from the configuration`);
+      // The path opened may be /proc/self/fd/N/NAME: name the input instead.
+      const message = (err as Error).message.replaceAll(file, rel);
+      throw new UserError(`Cannot read the input file ${rel}: ${message}`, `restore ${rel}, or remove it from the configuration`);
     }
     total += r.size;
     if (total > INPUT_TOTAL_LIMIT) {
@@ -86,13 +88,7 @@ export async function readInputs(config: Config, opts: { signal?: AbortSignal; k
   };
 
   const envReal = resolveInside(root, config.envDir, 'envDir', where, 'directory');
-  const listing = await listEnv(root, config.envDir, envReal, slicer);
-  const env: InputFile[] = [];
-  for (const { rel, file, regular } of listing) {
-    await slicer.tick();
-    const f = read(rel, file, 'env', regular);
-    if (f) env.push(f);
-  }
+  const env = await readEnv(root, config.envDir, envReal, slicer, read);
   const user: InputFile[] = [];
   for (const [i, rel] of config.userConfig.entries()) {
     await slicer.tick();
@@ -119,52 +115,44 @@ function refused(rel: string, err: ReadRefused): UserError {
   }
 }
 
-interface Listed {
-  /** Project-relative path, `/` separators: what the identity names. */
-  rel: string;
-  /** What to open: a real path, checked to be inside the project. */
-  file: string;
-  /** The listing said it is a regular file (not a symlink's target). */
-  regular: boolean;
-}
+type ReadFn = (rel: string, file: string, role: 'env', how?: { listedRegular?: boolean; held?: boolean }) => InputFile | null;
 
 /**
- * Every file under envDir, sorted by code unit so the order never depends on
- * locale. Names are read as bytes: one that is not UTF-8 is an error naming it
+ * Every file under envDir, read and hashed as the walk finds it (one
+ * directory descriptor open per level, never a list of all files first),
+ * then sorted by path in code units so the order never depends on locale
+ * or on the walk. Each directory is held open by descriptor (HeldDir): it is
+ * listed, and its files opened, inside that very directory, so a parent
+ * swapped for a symlink meanwhile cannot lead the reads out of the project.
+ * Names are read as UTF-8; one that is not valid UTF-8 is an error naming it
  * (as a string it would turn into another name that does not exist).
  */
-async function listEnv(root: string, envDir: string, envReal: string, slicer: Slicer): Promise<Listed[]> {
-  const out: Listed[] = [];
-  const walk = async (rel: string, real: string): Promise<void> => {
-    await slicer.tick();
-    let entries: Dirent<Buffer>[];
+async function readEnv(root: string, envDir: string, envReal: string, slicer: Slicer, read: ReadFn): Promise<InputFile[]> {
+  const out: InputFile[] = [];
+  const walk = async (rel: string, dir: HeldDir): Promise<void> => {
+    let entries: Dirent[];
     try {
-      entries = readdirSync(real, { withFileTypes: true, encoding: 'buffer' });
+      entries = dir.list();
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') return; // gone since its parent was listed
       throw err;
     }
+    if (entries.some((e) => e.name.includes('\uFFFD'))) checkNames(rel, dir);
     for (const e of entries) {
-      const name = e.name.toString('utf8');
-      // Invalid bytes decode to U+FFFD; only then compare bytes (a valid name may hold U+FFFD too).
-      if (name.includes('\uFFFD') && !Buffer.from(name, 'utf8').equals(e.name)) {
-        const shown = `${rel}/${escapeName(e.name)}`;
-        throw new UserError(
-          `The file name ${shown} is not valid UTF-8; nixdocker names inputs (and image paths) in UTF-8 and cannot read it.`,
-          `rename ${shown} to a UTF-8 name (convmv -f latin1 -t utf8 does it), or remove it`,
-        );
-      }
+      if (slicer.due()) await slicer.yield();
+      const name = e.name;
       const childRel = `${rel}/${name}`;
-      const childReal = `${real}/${name}`; // real is a real path and name one component: no normalising needed
       if (e.isDirectory()) {
-        if (!isIgnoredDir(name)) await walk(childRel, childReal);
+        if (!isIgnoredDir(name)) await walkSub(childRel, dir, name);
       } else if (isIgnoredFile(name)) {
         continue;
       } else if (e.isSymbolicLink()) {
-        out.push({ rel: childRel, file: followInside(root, childRel, childReal), regular: false });
+        const f = read(childRel, followInside(root, childRel, dir.entry(name)), 'env');
+        if (f) out.push(f);
       } else if (e.isFile()) {
-        out.push({ rel: childRel, file: childReal, regular: true });
+        const f = read(childRel, dir.entry(name), 'env', { listedRegular: true, held: true });
+        if (f) out.push(f);
       } else {
         // Refused by type from the listing: a FIFO is never opened (open would block).
         const kind = e.isFIFO() ? 'a FIFO (named pipe)' : e.isSocket() ? 'a socket' : e.isCharacterDevice() || e.isBlockDevice() ? 'a device' : 'not a regular file';
@@ -172,8 +160,51 @@ async function listEnv(root: string, envDir: string, envReal: string, slicer: Sl
       }
     }
   };
-  await walk(envDir, envReal);
-  return out.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
+  const walkSub = async (rel: string, parent: HeldDir, name: string): Promise<void> => {
+    let dir: HeldDir;
+    try {
+      dir = parent.sub(name, root);
+    } catch (err) {
+      if (err instanceof ReadRefused) {
+        if (err.code === 'missing') return; // gone since its parent was listed
+        throw refused(rel, err);
+      }
+      throw err;
+    }
+    try {
+      await walk(rel, dir);
+    } finally {
+      dir.close();
+    }
+  };
+
+  let top: HeldDir;
+  try {
+    top = HeldDir.open(envReal, root);
+  } catch (err) {
+    if (err instanceof ReadRefused) throw refused(envDir, err);
+    throw err;
+  }
+  try {
+    await walk(envDir, top);
+  } finally {
+    top.close();
+  }
+  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/** Throws for the first name in `dir` that is not valid UTF-8 (a valid name may hold U+FFFD too). */
+function checkNames(rel: string, dir: HeldDir): void {
+  for (const e of dir.listBytes()) {
+    const name = e.name.toString('utf8');
+    if (name.includes('\uFFFD') && !Buffer.from(name, 'utf8').equals(e.name)) {
+      const shown = `${rel}/${escapeName(e.name)}`;
+      throw new UserError(
+        `The file name ${shown} is not valid UTF-8; nixdocker names inputs (and image paths) in UTF-8 and cannot read it.`,
+        `rename ${shown} to a UTF-8 name (convmv -f latin1 -t utf8 does it), or remove it`,
+      );
+    }
+  }
 }
 
 /** A symlink inside envDir: allowed when it resolves to a regular file inside the project. */

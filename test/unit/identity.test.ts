@@ -150,4 +150,21 @@ test('known vector: the hash scheme does not drift by accident', async () => {
   assert.is(id.name, 'e94d58fda1883a2b68aa4e0925974390');
 });
 
+test('a nested tree is named in code-unit order of its paths, whatever order the walk finds them in', async () => {
+  // "a-b/" < "a.nix" < "a/" < "a0" in code units, while a walk finds a/z/q.nix inside a/, between a/x and a0.
+  const files = { 'env/a/x.nix': '1', 'env/a/z/q.nix': '2', 'env/a-b/y.nix': '3', 'env/a.nix': '4', 'env/a0.nix': '5', 'env/default.nix': '[ ]\n' };
+  const id = await idOf(await tmpProject({ ...files, 'workdir/local.nix': '[ ]\n' }));
+  const { createHash } = await import('node:crypto');
+  const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+  const rels = Object.keys(files).map((f) => f.slice('env/'.length)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  assert.equal(rels, ['a-b/y.nix', 'a.nix', 'a/x.nix', 'a/z/q.nix', 'a0.nix', 'default.nix']);
+  const name = createHash('sha256').update('nixdocker-env-v1\n');
+  for (const rel of rels) name.update(`${rel}\0${sha(files[`env/${rel}` as keyof typeof files])}\n`);
+  assert.is(id.name, name.digest('hex').slice(0, 32));
+  assert.equal(
+    id.inputs.filter((i) => i.role === 'env').map((i) => i.path),
+    rels.map((r) => `env/${r}`),
+  );
+});
+
 test.run();

@@ -1,6 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
+import { realpathSync } from 'node:fs';
 import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -9,6 +10,7 @@ import type { Config } from '../../src/config/types.js';
 import { UserError } from '../../src/errors.js';
 import { computeIdentity } from '../../src/identity.js';
 import { stageInputs } from '../../src/nix/inputs.js';
+import { HeldDir, readOnce, ReadRefused } from '../../src/util/read-once.js';
 import { cleanupProjects, tmpProject } from '../helpers/project.js';
 import { tmpDir, cleanupDirs } from '../helpers/registry.js';
 
@@ -186,6 +188,51 @@ test('keepContents false keeps no bytes and gives the same identity', async () =
     (err: Error) => err,
   );
   assert.match(String(staged?.message), 'without keeping');
+});
+
+test('a held directory whose path is swapped for a symlink to outside: its listing and reads stay in the directory it opened', async () => {
+  const { dir } = await setup({ 'env/sub/a.nix': '{ inside = 1; }\n' });
+  const root = realpathSync(dir);
+  const outside = path.dirname(await secretFile());
+  const held = HeldDir.open(path.join(root, 'env/sub'), root);
+  try {
+    await rename(path.join(root, 'env/sub'), path.join(root, 'env.sub.old'));
+    await symlink(outside, path.join(root, 'env/sub'));
+    assert.equal(held.list().map((e) => e.name), ['a.nix']);
+    const r = readOnce(held.entry('a.nix'), { root, limit: 1 << 20, keep: true, scratch: Buffer.alloc(0), listedRegular: true, held: true });
+    assert.is(r.bytes!.toString(), '{ inside = 1; }\n');
+    // What the path now names is never opened through it.
+    assert.throws(() => readOnce(held.entry('secret.txt'), { root, limit: 1 << 20, keep: true, scratch: Buffer.alloc(0), listedRegular: true, held: true }), (e: unknown) => e instanceof ReadRefused && e.code === 'missing');
+  } finally {
+    held.close();
+  }
+});
+
+test('a held directory moved out of the project: nothing below it is opened any more', async () => {
+  const { dir } = await setup({ 'env/sub/deeper/a.nix': '{ }\n' });
+  const root = realpathSync(dir);
+  const held = HeldDir.open(path.join(root, 'env/sub'), root);
+  try {
+    await rename(path.join(root, 'env/sub'), path.join(await tmpDir('nixdocker-outside-'), 'sub'));
+    assert.throws(() => held.sub('deeper', root), (e: unknown) => e instanceof ReadRefused && e.code === 'escaped');
+  } finally {
+    held.close();
+  }
+  assert.throws(() => HeldDir.open(path.join(root, 'env'), path.join(root, 'workdir')), (e: unknown) => e instanceof ReadRefused && e.code === 'escaped');
+});
+
+test('an env subdirectory that is a symlink is never walked into, even where the listing is stale', async () => {
+  const { dir } = await setup({ 'env/sub/a.nix': '{ }\n' });
+  const root = realpathSync(dir);
+  const held = HeldDir.open(path.join(root, 'env'), root);
+  try {
+    // The listing said "directory"; by the time it is opened it is a symlink (to a directory inside, even).
+    await rename(path.join(root, 'env/sub'), path.join(root, 'sub.real'));
+    await symlink(path.join(root, 'sub.real'), path.join(root, 'env/sub'));
+    assert.throws(() => held.sub('sub', root), (e: unknown) => e instanceof ReadRefused && e.code === 'symlink');
+  } finally {
+    held.close();
+  }
 });
 
 test.run();
