@@ -2,18 +2,11 @@ import { userDirToMount } from '../config/containment.js';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
-import { ContainerRunner } from '../builder/container-runner.js';
-import { stageInputs } from '../nix/inputs.js';
-import { collectGarbage } from '../builder/garbage.js';
-import { removeOrphans } from '../builder/ownership.js';
-import { removeDeadTmp } from '../util/process-tmp.js';
-import { openRunner } from '../builder/open-runner.js';
-import { ResultCache } from '../nix/result-cache.js';
+import type { ContainerRunner } from '../builder/container-runner.js';
 import type { NixRunner } from '../builder/runner.js';
 import type { BuildPhase } from '../nix/types.js';
 import type { Config } from '../config/types.js';
 import { connectEngine } from '../engine/engine.js';
-import { imageWorkingDir, pullImage, runContainer } from '../engine/run.js';
 import { createHooks, isolatePlugins, tapOnly, type Hooks, type PluginContext } from '../hooks.js';
 import { UserError } from '../errors.js';
 import type { Identity, IdentityOptions, InputFile } from '../identity.js';
@@ -24,6 +17,14 @@ import { buildTargets, type BuildTarget } from './targets.js';
 import { RegistryClient } from '../registry/index.js';
 import { nixBuildSettings, type NixBuildSettings } from './nix-settings.js';
 import { identify } from './identify.js';
+
+// What only building, running and cleaning up need is loaded on first use:
+// `hash` (and every command) makes a Pipeline for the plugins' hooks, and
+// these modules (execa, the builder, staging) were a sixth of its start-up.
+const containerRunner = () => import('../builder/container-runner.js');
+const openRunner = async (...args: Parameters<typeof import('../builder/open-runner.js').openRunner>) => (await import('../builder/open-runner.js')).openRunner(...args);
+const stageInputs = async (identity: Identity) => (await import('../nix/inputs.js')).stageInputs(identity);
+const engineRun = () => import('../engine/run.js');
 
 /**
  * What one project's builds share: config, hooks with the plugins applied,
@@ -115,6 +116,7 @@ export class Pipeline {
         out.on('data', (c: Buffer) => opts.onOutput?.(c.toString()));
         // Resolved at every run: mounted only while it resolves inside the project.
         const userDir = userDirToMount(this.config);
+        const { imageWorkingDir, runContainer } = await engineRun();
         return runContainer(this.engine(), {
           image,
           cmd: command,
@@ -129,11 +131,12 @@ export class Pipeline {
         });
       },
       reportCommand: (result) => this.hooks.commandFinished.promise(result),
-      pull: (image) => pullImage(this.engine(), image),
+      pull: async (image) => (await engineRun()).pullImage(this.engine(), image),
       registry: () => this.registryClient(),
       engine: () => this.engine(),
       collectGarbage: async (keep, signal) => {
         if (this.config.builder.mode !== 'container') throw new Error('Nix garbage is collected only in the builder container (builder.mode "container")');
+        const [{ ResultCache }, { collectGarbage }] = await Promise.all([import('../nix/result-cache.js'), import('../builder/garbage.js')]);
         const results = new ResultCache(this.config.cacheDir);
         const sig = signal && this.buildSignal ? AbortSignal.any([signal, this.buildSignal]) : signal ?? this.buildSignal;
         // Each platform's builder has a store of its own, holding that platform's outputs.
@@ -202,6 +205,7 @@ export class Pipeline {
 
   /** Keeps a usable container runner warm for the target's next build (daemon only); closes anything else. */
   async releaseRunner(runner: NixRunner, target: BuildTarget): Promise<void> {
+    const { ContainerRunner } = await containerRunner();
     if (this.keepWarm && runner instanceof ContainerRunner && runner.usable && !this.warm.has(target.key)) {
       this.warm.set(target.key, runner);
       return;
@@ -217,6 +221,7 @@ export class Pipeline {
    */
   async removeLeftovers(): Promise<void> {
     try {
+      const { removeDeadTmp } = await import('../util/process-tmp.js');
       const n = await removeDeadTmp(this.config.cacheDir);
       if (n > 0) this.log.debug(`removed ${n} temporary file(s) of nixdocker processes that are gone`);
     } catch (err) {
@@ -224,6 +229,7 @@ export class Pipeline {
     }
     if (this.config.builder.mode !== 'container') return;
     try {
+      const { removeOrphans } = await import('../builder/ownership.js');
       const orphans = await removeOrphans(this.engine(), this.config.projectDir, this.config.builder.volume);
       if (orphans.length > 0) {
         this.log.info(
