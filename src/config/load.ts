@@ -134,6 +134,7 @@ export async function loadConfig(projectDir: string, opts: LoadOptions = {}): Pr
   };
 
   config.platforms = input.platforms ? input.platforms.map((spec) => platformTarget(spec, config.builder, where)) : null;
+  checkVolumesApart(config.platforms, where);
   checkKeyDestinations(config);
   resolveInside(root, config.envDir, 'envDir', where, opts.skipFileChecks ? null : 'directory');
   config.userConfig.forEach((f, i) => resolveInside(root, f, `userConfig[${i}]`, where, opts.skipFileChecks ? null : 'file'));
@@ -211,6 +212,27 @@ function platformTarget(spec: PlatformSpec, builder: Config['builder'], where: s
     volume: entry.volume ?? `${builder.volume}-${platformSlug(platform).replace(/^linux-/, '')}`,
     ...(entry.dockerHost ? { dockerHost: entry.dockerHost } : {}),
   };
+}
+
+/**
+ * Two platforms on one engine may not share a volume: it is seeded from the
+ * first image's /nix, so the second platform's builder would run the first
+ * one's Nix, and each build's leftovers check would take the other's
+ * containers for its own.
+ */
+function checkVolumesApart(platforms: PlatformTarget[] | null, where: string): void {
+  const owner = new Map<string, string>();
+  for (const t of platforms ?? []) {
+    const key = `${t.dockerHost ?? ''}\0${t.volume}`;
+    const other = owner.get(key);
+    if (other) {
+      throw new UserError(
+        `The platforms ${other} and ${t.name} in ${where} use the same builder volume ${t.volume}.`,
+        `give each platform its own "volume" in "platforms" in ${where}, or leave "volume" out to get one per platform`,
+      );
+    }
+    owner.set(key, t.name);
+  }
 }
 
 /** `null` marks an optional setting as unset (the example config shows them that way). */

@@ -228,17 +228,24 @@ export class Pipeline {
       this.log.debug(`could not clean ${this.config.cacheDir}/tmp: ${(err as Error).message}`);
     }
     if (this.config.builder.mode !== 'container') return;
-    try {
-      const { removeOrphans } = await import('../builder/ownership.js');
-      const orphans = await removeOrphans(this.engine(), this.config.projectDir, this.config.builder.volume);
-      if (orphans.length > 0) {
-        this.log.info(
-          { event: 'orphansRemoved', containers: orphans.map((o) => o.id.slice(0, 12)) },
-          `removed ${orphans.length} builder container(s) left by a nixdocker process that is gone`,
-        );
+    const { removeOrphans } = await import('../builder/ownership.js');
+    // Every platform's builder has its own volume, and may run on an engine of its own.
+    const seen = new Set<string>();
+    for (const target of buildTargets(this.config)) {
+      const key = `${target.dockerHost ?? ''}\0${target.builder.volume}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      try {
+        const orphans = await removeOrphans(this.engineFor(target), this.config.projectDir, target.builder.volume);
+        if (orphans.length > 0) {
+          this.log.info(
+            { event: 'orphansRemoved', containers: orphans.map((o) => o.id.slice(0, 12)), volume: target.builder.volume },
+            `removed ${orphans.length} builder container(s) left by a nixdocker process that is gone`,
+          );
+        }
+      } catch (err) {
+        this.log.debug(`could not look for orphaned builder containers on volume ${target.builder.volume}: ${(err as Error).message}`);
       }
-    } catch (err) {
-      this.log.debug(`could not look for orphaned builder containers: ${(err as Error).message}`);
     }
   }
 

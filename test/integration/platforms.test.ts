@@ -104,8 +104,22 @@ if (await requireParts(test, ['engine', 'registry', 'nix', 'arm64-builder'])) {
 
   test('two platforms: one tag, an index of both; each platform holds binaries of its label; run --platform', async () => {
     const dir = await project('two', [AMD64, ARM64]);
+    // A builder container that an older nixdocker left running on the second platform's volume
+    // (unlabelled owner: its keep-alive never ends) is removed by the build like the first platform's.
+    const Docker = (await import('dockerode')).default;
+    const docker = new Docker();
+    const leftover = await docker.createContainer({
+      Image: BUILDER_IMAGE,
+      Cmd: ['sleep', '600'],
+      Labels: { 'org.nixdocker.role': 'build', 'org.nixdocker.volume': `${VOLUME}-arm64` },
+      HostConfig: { Init: true },
+    });
+    await leftover.start();
     const out = await build(dir);
     assert.is(out.status, 'built');
+    const gone = await leftover.inspect().then(() => false, (err: { statusCode?: number }) => err.statusCode === 404);
+    if (!gone) await leftover.remove({ force: true });
+    assert.ok(gone, 'the leftover builder container on the arm64 volume was removed');
     assert.equal(out.builds!.map((b) => b.platform).sort(), ['linux/amd64', 'linux/arm64']);
     const index = await rawIndex(out.reference);
     assert.is(index.mediaType, 'application/vnd.oci.image.index.v1+json');

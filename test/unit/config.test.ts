@@ -269,6 +269,20 @@ test('platforms: a bad name, a duplicate or an empty list names the key and the 
   }
 });
 
+test('platforms: two platforms on one engine may not share a builder volume; on two engines they may', async () => {
+  const err = await loadError({
+    '.nixdockerrc.json': JSON.stringify({ platforms: [{ platform: 'linux/amd64', volume: 'nixstore' }, { platform: 'linux/arm64', volume: 'nixstore' }] }),
+  });
+  assert.match(err.message, /The platforms linux\/amd64 and linux\/arm64 in .*\.nixdockerrc\.json use the same builder volume nixstore\./);
+  assert.match(err.hint ?? "", /give each platform its own "volume"/);
+  const dir = await tmpProject({
+    ...base,
+    '.nixdockerrc.json': JSON.stringify({ platforms: [{ platform: 'linux/amd64', volume: 'nixstore' }, { platform: 'linux/arm64', volume: 'nixstore', dockerHost: 'ssh://arm-box' }] }),
+  });
+  const { config } = await loadConfig(dir, { env: {} });
+  assert.equal(config.platforms?.map((t) => t.volume), ['nixstore', 'nixstore']);
+});
+
 test('the example config is valid and shows every default', async () => {
   const { readFile } = await import('node:fs/promises');
   const { REPO_ROOT } = await import('../helpers/project.js');
