@@ -460,6 +460,8 @@ stop_part() {
 }
 
 part_arm64_builder() { ensure_emulation && ensure_builder_image arm64 "$ARM64_BUILDER_IMAGE"; }
+# Only the remote-builder suite needs it, and it runs late: no reason to wait for it in `up`.
+part_ssh_builder() { ensure_ssh_builder_image; }
 
 # --- 9. dockerd --------------------------------------------------------------
 dockerd_ping() { curl -fsS --max-time 2 --unix-socket "$DOCKERD_SOCK" http://d/_ping; }
@@ -576,7 +578,7 @@ cmd_up() {
   ensure_builder_image
   start_part arm64-builder
   start_part dockerd
-  ensure_ssh_builder_image
+  start_part ssh-builder
   env_lines >"$STATE/env"
   log "ready in $((SECONDS - t0)) s; environment in $STATE/env"
   env_lines
@@ -593,7 +595,7 @@ cmd_down() {
     fi
   fi
   local part
-  for part in arm64-builder dockerd; do stop_part "$part"; done
+  for part in arm64-builder dockerd ssh-builder; do stop_part "$part"; done
   if dockerd_ping >/dev/null 2>&1; then
     names=$(DOCKER_HOST=unix://$DOCKERD_SOCK docker ps -aq 2>/dev/null || true)
     # shellcheck disable=SC2086
@@ -632,6 +634,7 @@ cmd_status() {
     echo "builder image: $BUILDER_IMAGE missing"; rc=1
   fi
   echo "arm64 builder: $(part_state arm64-builder || true)"
+  echo "remote-builder image: $(part_state ssh-builder || true)"
   if pid=$(pid_of dockerd 'dockerd') && dockerd_ping >/dev/null 2>&1; then
     echo "dockerd: running (pid $pid) at unix://$DOCKERD_SOCK ($(part_state dockerd))"
   else

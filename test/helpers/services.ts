@@ -9,6 +9,8 @@ export const REGISTRY = process.env.NIXDOCKER_TEST_REGISTRY ?? '127.0.0.1:5000';
 export const BUILDER_IMAGE = process.env.NIXDOCKER_TEST_BUILDER_IMAGE ?? 'localhost/nixdocker-test-builder:latest';
 /** The emulated arm64 test builder (qemu-user-static), in podman. */
 export const ARM64_BUILDER_IMAGE = process.env.NIXDOCKER_TEST_ARM64_BUILDER_IMAGE ?? 'localhost/nixdocker-test-builder-arm64:latest';
+/** Nix and sshd: the remote builder the remote-builder suite reaches over ssh. */
+export const SSH_BUILDER_IMAGE = process.env.NIXDOCKER_TEST_SSH_BUILDER_IMAGE ?? 'localhost/nixdocker-test-ssh-builder:latest';
 /** Debian's dockerd as a second engine, with the amd64 test builder loaded. */
 export const DOCKERD_HOST = process.env.NIXDOCKER_TEST_DOCKERD_HOST ?? 'unix:///tmp/nixdocker-services/dockerd.sock';
 export const SERVICES_DIR = process.env.NIXDOCKER_SERVICES_DIR ?? '/tmp/nixdocker-services';
@@ -17,7 +19,7 @@ export const DAV_URL = process.env.NIXDOCKER_TEST_DAV_URL ?? 'http://127.0.0.1:5
 /** The directory nginx serves at DAV_URL. */
 export const DAV_DIR = process.env.NIXDOCKER_TEST_DAV_DIR ?? path.join(SERVICES_DIR, 'dav', 'root');
 
-export type Part = 'engine' | 'registry' | 'builder-image' | 'nix' | 'arm64-builder' | 'dockerd' | 'tmux' | 'dav';
+export type Part = 'engine' | 'registry' | 'builder-image' | 'nix' | 'arm64-builder' | 'ssh-builder' | 'dockerd' | 'tmux' | 'dav';
 
 /** A dockerode client for a DOCKER_HOST-style address (unix:// only: the test services). */
 export function dockerAt(host: string): Docker {
@@ -70,6 +72,12 @@ async function partMissing(part: Part): Promise<string | null> {
         const waited = await backgroundPart('arm64-builder', 15 * 60_000);
         if (waited) return waited;
         await new Docker().getImage(ARM64_BUILDER_IMAGE).inspect();
+        return null;
+      }
+      case 'ssh-builder': {
+        const waited = await backgroundPart('ssh-builder', 10 * 60_000);
+        if (waited) return waited;
+        await new Docker().getImage(SSH_BUILDER_IMAGE).inspect();
         return null;
       }
       case 'dockerd': {

@@ -6,12 +6,10 @@ import { readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { cleanupProjects, runCli, userConfigFile } from '../helpers/project.js';
-import { inVolume, leftoverContainers, offlineProject, removeVolume, requireParts } from '../helpers/services.js';
+import { inVolume, leftoverContainers, offlineProject, removeVolume, requireParts, SSH_BUILDER_IMAGE as SSH_IMAGE } from '../helpers/services.js';
 import { cleanupDirs, freePort, tmpDir, waitUntil } from '../helpers/registry.js';
 
 const test = suite('remote builder (real nix over ssh)');
-/** The second builder image of scripts/services.sh: the test builder plus openssh-server. */
-const SSH_IMAGE = process.env.NIXDOCKER_TEST_SSH_BUILDER_IMAGE ?? 'localhost/nixdocker-test-ssh-builder:latest';
 const VOLUME = `nixdocker-test-remote-${process.pid}`;
 const env = { DOCKER_HOST: process.env.DOCKER_HOST };
 
@@ -21,36 +19,13 @@ interface BuildJson {
   result: { built: string[]; builtRemotely: string[]; user: { name: string; outPath: string }[] };
 }
 
-async function sshImagePresent(): Promise<boolean> {
-  try {
-    await new Docker().getImage(SSH_IMAGE).inspect();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 const listening = (port: number) =>
   new Promise<boolean>((resolve) => {
     const s = net.connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
     s.on('error', () => resolve(false));
   });
 
-const ready = (await requireParts(test, ['engine', 'registry', 'nix'])) && (await sshImagePresent() || missingImage());
-
-/** Skips outside CI, fails in CI, like requireParts. */
-function missingImage(): false {
-  const message = `the remote-builder image ${SSH_IMAGE} is missing; run \`bash scripts/services.sh up\``;
-  if (process.env.CI) {
-    test('the remote-builder image is present', () => {
-      throw new Error(message);
-    });
-  } else {
-    process.stderr.write(`\n[skip] ${message}\n`);
-    test.skip('the remote-builder image is present', () => {});
-  }
-  return false;
-}
+const ready = await requireParts(test, ['engine', 'registry', 'nix', 'ssh-builder']);
 
 if (ready) {
   const docker = new Docker();
