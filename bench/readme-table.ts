@@ -10,6 +10,13 @@ const latest = JSON.parse(await readFile(new URL('./results/latest.json', import
   results: Result[];
 };
 const m = latest.machine;
+// Rows kept from earlier partial runs say when they were measured, run by run.
+const runs = new Map<string, string[]>();
+for (const r of latest.results) {
+  const at = r.measuredAt ?? latest.date;
+  if (at !== latest.date) runs.set(at, [...(runs.get(at) ?? []), r.name]);
+}
+const earlier = [...runs].map(([at, names]) => `\`${names.join('`, `')}\` come from a run at ${at}.`).join(' ');
 process.stdout.write(
-  `Measured ${latest.date.slice(0, 10)} (${latest.date}) on ${m.cpus} × ${m.cpuModel}, ${(m.memory / 2 ** 30).toFixed(1)} GiB, Node ${m.node}, ${m.os}:\n\n${markdownTable(latest.results)}\n`,
+  `Measured ${latest.date.slice(0, 10)} (${latest.date}) on ${m.cpus} × ${m.cpuModel}, ${(m.memory / 2 ** 30).toFixed(1)} GiB, Node ${m.node}, ${m.os}:\n\n${markdownTable(latest.results)}\n${earlier ? `\nOn the same machine, ${earlier}\n` : ''}`,
 );

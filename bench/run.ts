@@ -81,6 +81,22 @@ async function machine() {
   };
 }
 
+/**
+ * A partial run (names or --quick) keeps the rows of latest.json it did not
+ * run, each with the date it was measured (`measuredAt`), in the order of
+ * GROUPS; rows of benchmarks that no longer exist are dropped.
+ */
+async function withEarlierRows(file: string, results: Result[]): Promise<Result[]> {
+  const earlier = await readFile(file, 'utf8').then(
+    (text) => JSON.parse(text) as { date: string; results: Result[] },
+    () => null,
+  );
+  const order = GROUPS.flatMap((g) => g.names.map((n) => n.name));
+  const ran = new Set(results.map((r) => r.name));
+  const kept = (earlier?.results ?? []).filter((r) => !ran.has(r.name) && order.includes(r.name)).map((r) => ({ ...r, measuredAt: r.measuredAt ?? earlier!.date }));
+  return [...results, ...kept].sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
+}
+
 async function main(): Promise<number> {
   const quick = process.argv.includes('--quick');
   const only = process.argv.slice(2).filter((a) => a !== '--quick');
@@ -104,8 +120,10 @@ async function main(): Promise<number> {
       await cleanupDirs();
     }
   }
-  const report = { date: new Date().toISOString(), machine: await machine(), results };
+  const date = new Date().toISOString();
+  for (const r of results) r.measuredAt = date;
   const file = path.join(REPO_ROOT, 'bench', 'results', 'latest.json');
+  const report = { date, machine: await machine(), results: await withEarlierRows(file, results) };
   await mkdir(path.dirname(file), { recursive: true });
   await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
   printTable(process.stdout, results);

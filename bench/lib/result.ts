@@ -24,6 +24,8 @@ export interface Result {
   met: boolean | null;
   /** Why a figure is missing or how to read it. */
   note?: string;
+  /** When it was measured: a partial run keeps earlier rows with their own date. */
+  measuredAt?: string;
   [extra: string]: unknown;
 }
 
