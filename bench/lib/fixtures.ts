@@ -28,14 +28,14 @@ async function fresh(dir: string, version: string): Promise<boolean> {
   return true;
 }
 
-async function offlineBase(dir: string, defaultNix: string): Promise<void> {
+async function offlineBase(dir: string, defaultNix: string, volume = VOLUME): Promise<void> {
   await cp(path.join(OFFLINE, 'env', 'pkgs.nix'), path.join(dir, 'env', 'pkgs.nix'));
   await cp(path.join(OFFLINE, 'env', 'image.nix'), path.join(dir, 'env', 'image.nix'));
   await writeFile(path.join(dir, 'env', 'default.nix'), defaultNix);
   await mkdir(path.join(dir, 'workdir', 'user'), { recursive: true });
   await writeFile(path.join(dir, 'workdir', 'local.nix'), BASE_LOCAL_NIX);
   // The registry comes from DOCKER_REGISTRY_HOST per run: each benchmark starts its own.
-  const rc = { builder: { image: BUILDER_IMAGE, volume: VOLUME } };
+  const rc = { builder: { image: BUILDER_IMAGE, volume } };
   await writeFile(path.join(dir, '.nixdockerrc.json'), `${JSON.stringify(rc, null, 2)}\n`);
 }
 
@@ -160,13 +160,17 @@ export function scaleDefaultNix(f: ScaleFixture, rebuilt = ''): string {
   ].join('\n');
 }
 
-/** The project of a scaled fixture, env/default.nix reset to the unchanged closure. */
-export async function scaleProject(f: ScaleFixture): Promise<string> {
-  const dir = path.join(WORK, f.name);
+/**
+ * The project of a scaled fixture, env/default.nix reset to the unchanged
+ * closure; under bench/work/ with the bench's volume unless `at` says where
+ * (scripts/tty-check.ts builds one cold, in a temporary folder and a fresh volume).
+ */
+export async function scaleProject(f: ScaleFixture, at: { root: string; volume: string } = { root: WORK, volume: VOLUME }): Promise<string> {
+  const dir = path.join(at.root, f.name);
   const version = `scale v1 ${JSON.stringify(f)}`;
   if (await fresh(dir, version)) {
     await mkdir(path.join(dir, 'env'), { recursive: true });
-    await offlineBase(dir, scaleDefaultNix(f));
+    await offlineBase(dir, scaleDefaultNix(f), at.volume);
     await writeFile(path.join(dir, MARKER), version);
   }
   await writeFile(path.join(dir, 'env', 'default.nix'), scaleDefaultNix(f));

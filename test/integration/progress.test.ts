@@ -2,9 +2,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { execa } from 'execa';
 import { BIN, cleanupProjects, runCli, tmpProject } from '../helpers/project.js';
 import { offlineProject, removeVolume, requireParts } from '../helpers/services.js';
+import { mixedLine, PHASE_PROGRESS, STATUS, stripEscapes, TmuxPane } from '../helpers/tmux.js';
 
 // Progress on a real terminal (a tmux pane), and JSON progress events off one.
 const test = suite('progress (tmux pty, real nix, podman, registry)');
@@ -17,9 +17,6 @@ const SLOW = (nonce: string) => `{ pkgs, ... }: [ pkgs.greet (derivation {
   args = [ "sh" "-c" "for i in 1 2 3; do echo step $i; /bin/busybox sleep 0.3; done; /bin/busybox mkdir -p $out; /bin/busybox head -c 20000000 /dev/urandom > $out/blob" ];
 }) ]
 `;
-
-const LOG_LINE = /\[\d\d:\d\d:\d\d\] (?:TRACE|DEBUG|INFO|WARN|ERROR|FATAL):/;
-const STATUS = /^(?:Nix|assemble|push|pull): |…/;
 
 if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix', 'tmux'])) {
   test.before(async () => {
@@ -36,21 +33,14 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix', 'tmu
     const dir = await offlineProject({ volume: VOLUME, files: { 'workdir/local.nix': SLOW(`${process.pid}-${Date.now()}`) } });
     const scratch = await tmpProject({});
     const raw = path.join(scratch, 'raw');
-    const socket = `nixdocker-test-${process.pid}`;
-    const tmux = (...args: string[]) => execa('tmux', ['-L', socket, ...args], { timeout: 120_000 });
-    // The pane runs the command, reports its exit code, signals the test, and stays for the capture.
-    const script = `${process.execPath} ${BIN} -C ${dir} build; echo "EXIT=$?"; tmux -L ${socket} wait-for -S done; sleep 300`;
+    // Every byte the pane received, escape sequences included, to see what was drawn.
+    const pane = await TmuxPane.start(`${process.execPath} ${BIN} -C ${dir} build`, { width: 100, height: 30, env: { DOCKER_HOST: process.env.DOCKER_HOST! }, raw });
     try {
-      await tmux('new-session', '-d', '-x', '100', '-y', '30', '-s', 't', '-e', `DOCKER_HOST=${process.env.DOCKER_HOST}`, script);
-      // Every byte the pane received, escape sequences included, to see what was drawn.
-      await tmux('pipe-pane', '-t', 't', '-o', `cat >> ${raw}`);
-      await tmux('wait-for', 'done');
-      const screen = (await tmux('capture-pane', '-t', 't', '-p', '-J', '-S', '-', '-E', '-')).stdout.split('\n');
+      await pane.done();
+      const screen = await pane.capture({ history: true });
       assert.ok(screen.includes('EXIT=0'), screen.join('\n'));
-      const drawn = (await readFile(raw, 'utf8')).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '');
-      for (const live of [/Nix: \d+\/\d+ derivation\(s\) built; now /, /assemble: \d+\/\d+ layers/, /push: \d+\/\d+ blobs, [\d.]+ \w+ of [\d.]+ MiB/]) {
-        assert.match(drawn, live, 'the status line was drawn');
-      }
+      const drawn = stripEscapes(await readFile(raw, 'utf8'));
+      for (const [phase, live] of Object.entries(PHASE_PROGRESS)) assert.match(drawn, live, `the ${phase} status line was drawn`);
       // The screen and its scrollback, as the user reads it afterwards.
       const pushed = screen.filter((l) => /INFO: pushed /.test(l));
       assert.is(pushed.length, 1, screen.join('\n'));
@@ -58,8 +48,7 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix', 'tmu
       assert.ok(screen.includes('step 3'), 'Nix\'s output lines print above the status');
       for (const line of screen) {
         assert.not.match(line, STATUS, `a status fragment stayed on screen: ${JSON.stringify(line)}`);
-        const at = line.search(LOG_LINE);
-        assert.ok(at <= 0, `a log line shares its screen line with something else: ${JSON.stringify(line)}`);
+        assert.is(mixedLine(line), null, `a log line shares its screen line with something else: ${JSON.stringify(line)}`);
       }
       // The summary is one block, with no second dump of the push report's fields.
       assert.not.match(screen.join('\n'), /^\s+(?:uploaded|skipped|mounted|bytes): \d+$/m);
@@ -70,7 +59,7 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix', 'tmu
       assert.match(block[0]!, /^ {2}Nix built \d+ derivation\(s\)/);
       assert.ok(block.some((l) => /^ {2}pushed.*; digest sha256:/.test(l)), block.join('\n'));
     } finally {
-      await execa('tmux', ['-L', socket, 'kill-server'], { reject: false });
+      await pane.kill();
     }
   });
 
