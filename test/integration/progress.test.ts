@@ -39,8 +39,17 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix', 'tmu
       await pane.done();
       const screen = await pane.capture({ history: true });
       assert.ok(screen.includes('EXIT=0'), screen.join('\n'));
-      const drawn = stripEscapes(await readFile(raw, 'utf8'));
+      const bytes = await readFile(raw, 'utf8');
+      const drawn = stripEscapes(bytes);
       for (const [phase, live] of Object.entries(PHASE_PROGRESS)) assert.match(drawn, live, `the ${phase} status line was drawn`);
+      // A line printed above the status comes in the same synchronized update as the status drawn again
+      // below it: the terminal never shows the status erased and not yet back.
+      const frames = bytes.split('\x1b[?2026h').map((f) => stripEscapes(f.split('\x1b[?2026l')[0]!).replaceAll('\r', ''));
+      for (const step of ['step 1', 'step 2', 'step 3']) {
+        const frame = frames.find((f) => f.includes(`${step}\n`));
+        assert.ok(frame, `"${step}" is printed inside a synchronized update`);
+        assert.match(frame!.slice(frame!.indexOf(step)), /\n(?:Nix: |build…)/, `the status is drawn again in the update that prints "${step}"`);
+      }
       // The screen and its scrollback, as the user reads it afterwards.
       const pushed = screen.filter((l) => /INFO: pushed /.test(l));
       assert.is(pushed.length, 1, screen.join('\n'));
