@@ -10,13 +10,15 @@ const latest = JSON.parse(await readFile(new URL('./results/latest.json', import
   results: Result[];
 };
 const m = latest.machine;
-// Rows kept from earlier partial runs say when they were measured, run by run.
+// Rows kept from earlier partial runs say when, and on what, they were measured, run by run.
+const machineText = (x: { cpus: number; cpuModel: string; memory: number }) => `${x.cpus} × ${x.cpuModel}, ${(x.memory / 2 ** 30).toFixed(1)} GiB`;
 const runs = new Map<string, string[]>();
 for (const r of latest.results) {
-  const at = r.measuredAt ?? latest.date;
-  if (at !== latest.date) runs.set(at, [...(runs.get(at) ?? []), r.name]);
+  if (!r.measuredAt || r.measuredAt === latest.date) continue;
+  const key = `${r.measuredAt} on ${machineText(r.measuredOn ?? m)}`;
+  runs.set(key, [...(runs.get(key) ?? []), r.name]);
 }
 const earlier = [...runs].map(([at, names]) => `\`${names.join('`, `')}\` come from a run at ${at}.`).join(' ');
 process.stdout.write(
-  `Measured ${latest.date.slice(0, 10)} (${latest.date}) on ${m.cpus} × ${m.cpuModel}, ${(m.memory / 2 ** 30).toFixed(1)} GiB, Node ${m.node}, ${m.os}:\n\n${markdownTable(latest.results)}\n${earlier ? `\nOn the same machine, ${earlier}\n` : ''}`,
+  `Measured ${latest.date.slice(0, 10)} (${latest.date}) on ${machineText(m)}, Node ${m.node}, ${m.os}:\n\n${markdownTable(latest.results)}\n${earlier ? `\n${earlier}\n` : ''}`,
 );

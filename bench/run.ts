@@ -68,6 +68,8 @@ const GROUPS: Group[] = [
   { names: SCALE_NAMES, run: scaleBenchmarks, large: true },
 ];
 
+type Machine = Awaited<ReturnType<typeof machine>>;
+
 async function machine() {
   const cpus = os.cpus();
   const release = await readFile('/etc/os-release', 'utf8').catch(() => '');
@@ -83,17 +85,20 @@ async function machine() {
 
 /**
  * A partial run (names or --quick) keeps the rows of latest.json it did not
- * run, each with the date it was measured (`measuredAt`), in the order of
+ * run, each with the date and machine it was measured on (`measuredAt`,
+ * `measuredOn`), in the order of
  * GROUPS; rows of benchmarks that no longer exist are dropped.
  */
 async function withEarlierRows(file: string, results: Result[]): Promise<Result[]> {
   const earlier = await readFile(file, 'utf8').then(
-    (text) => JSON.parse(text) as { date: string; results: Result[] },
+    (text) => JSON.parse(text) as { date: string; machine: Machine; results: Result[] },
     () => null,
   );
   const order = GROUPS.flatMap((g) => g.names.map((n) => n.name));
   const ran = new Set(results.map((r) => r.name));
-  const kept = (earlier?.results ?? []).filter((r) => !ran.has(r.name) && order.includes(r.name)).map((r) => ({ ...r, measuredAt: r.measuredAt ?? earlier!.date }));
+  const kept = (earlier?.results ?? [])
+    .filter((r) => !ran.has(r.name) && order.includes(r.name))
+    .map((r) => ({ ...r, measuredAt: r.measuredAt ?? earlier!.date, measuredOn: r.measuredOn ?? earlier!.machine }));
   return [...results, ...kept].sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
 }
 

@@ -26,6 +26,7 @@ export interface Result {
   note?: string;
   /** When it was measured: a partial run keeps earlier rows with their own date. */
   measuredAt?: string;
+  measuredOn?: { cpus: number; cpuModel: string; memory: number };
   [extra: string]: unknown;
 }
 
