@@ -62,6 +62,7 @@ async function onTerminal(): Promise<void> {
     await withRegistry(async (reg) => {
       const t0 = performance.now();
       progress(`tty: cold build of ${fixture!.name} in a 120x40 tmux pane, registry ${reg.host}`);
+      let captures = 0;
       const pane = await TmuxPane.start(`${process.execPath} ${BIN} -C ${dir} build --force`, {
         width: 120,
         height: 40,
@@ -70,35 +71,24 @@ async function onTerminal(): Promise<void> {
         timeoutMs: BUILD_TIMEOUT_MS,
       });
       try {
-        let ended = false;
-        const done = pane.done().finally(() => (ended = true));
         const seen: Record<Phase, string | null> = { build: null, assemble: null, push: null };
         const counts: Record<Phase, number> = { build: 0, assemble: 0, push: 0 };
-        let previous = '';
-        let n = 0;
-        while (!ended) {
-          const screen = await pane.capture();
-          const text = screen.join('\n');
-          if (text !== previous) {
-            previous = text;
-            const file = `capture-${String(++n).padStart(4, '0')}.txt`;
-            await writeFile(path.join(screens, file), `${((performance.now() - t0) / 1000).toFixed(1)} s\n${text}\n`);
-            for (const phase of Object.keys(seen) as Phase[]) {
-              if (!screen.some((l) => PHASE_PROGRESS[phase].test(l))) continue;
-              counts[phase]++;
-              seen[phase] ??= file;
-            }
-            for (const line of screen) {
-              const why = mixedLine(line);
-              if (why) fail(`tty ${file}: ${why}: ${JSON.stringify(line)}`);
-            }
+        await pane.watch(CAPTURE_EVERY_MS, async (screen, ms) => {
+          const file = `capture-${String(++captures).padStart(4, '0')}.txt`;
+          await writeFile(path.join(screens, file), `${(ms / 1000).toFixed(1)} s\n${screen.join('\n')}\n`);
+          for (const phase of Object.keys(seen) as Phase[]) {
+            if (!screen.some((l) => PHASE_PROGRESS[phase].test(l))) continue;
+            counts[phase]++;
+            seen[phase] ??= file;
           }
-          await Promise.race([done, new Promise((r) => setTimeout(r, CAPTURE_EVERY_MS))]);
-        }
-        await done;
+          for (const line of screen) {
+            const why = mixedLine(line);
+            if (why) fail(`tty ${file}: ${why}: ${JSON.stringify(line)}`);
+          }
+        });
         const final = await pane.capture({ history: true });
         await writeFile(path.join(screens, 'final.txt'), `${final.join('\n')}\n`);
-        progress(`tty: ended after ${((performance.now() - t0) / 1000).toFixed(1)} s; ${n} distinct captures in ${screens}`);
+        progress(`tty: ended after ${((performance.now() - t0) / 1000).toFixed(1)} s; ${captures} distinct captures in ${screens}`);
         if (!final.includes('EXIT=0')) fail(`tty: the build did not exit 0:\n${final.slice(-30).join('\n')}`);
         for (const phase of Object.keys(seen) as Phase[]) {
           if (seen[phase]) progress(`tty: ${phase} progress on ${counts[phase]} capture(s), first in ${seen[phase]}`);

@@ -67,6 +67,31 @@ export class TmuxPane {
     await this.tmux('wait-for', 'done');
   }
 
+  /**
+   * Captures the visible screen every `everyMs` until the command ends and
+   * hands each capture that differs from the one before to `onScreen`, with
+   * the time since the call. Returns how many it handed over.
+   */
+  async watch(everyMs: number, onScreen: (screen: string[], ms: number) => void | Promise<void>): Promise<number> {
+    const t0 = performance.now();
+    let ended = false;
+    const done = this.done().finally(() => (ended = true));
+    let previous = '';
+    let n = 0;
+    while (!ended) {
+      const screen = await this.capture();
+      const text = screen.join('\n');
+      if (text !== previous) {
+        previous = text;
+        n++;
+        await onScreen(screen, performance.now() - t0);
+      }
+      await Promise.race([done, new Promise((r) => setTimeout(r, everyMs))]);
+    }
+    await done;
+    return n;
+  }
+
   /** The visible screen, row by row; with `history`, the scrollback above it too (wrapped lines joined). */
   async capture(opts: { history?: boolean } = {}): Promise<string[]> {
     const args = opts.history ? ['-J', '-S', '-', '-E', '-'] : [];

@@ -36,7 +36,12 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix', 'tmu
     // Every byte the pane received, escape sequences included, to see what was drawn.
     const pane = await TmuxPane.start(`${process.execPath} ${BIN} -C ${dir} build`, { width: 100, height: 30, env: { DOCKER_HOST: process.env.DOCKER_HOST! }, raw });
     try {
-      await pane.done();
+      // The screen while it runs, every 100 ms: no line mixes a status with a log line at any moment.
+      const mixed: string[] = [];
+      await pane.watch(100, (live) => {
+        for (const line of live) if (mixedLine(line)) mixed.push(line);
+      });
+      assert.equal(mixed, [], 'no captured screen line mixes a status with a log line');
       const screen = await pane.capture({ history: true });
       assert.ok(screen.includes('EXIT=0'), screen.join('\n'));
       const bytes = await readFile(raw, 'utf8');
