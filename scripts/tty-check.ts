@@ -162,6 +162,7 @@ try {
   // The projects (and their .nixdocker caches of the image's size) go; the captures stay.
   await rm(path.join(work, 'tty'), { recursive: true, force: true });
   await rm(path.join(work, 'pipe'), { recursive: true, force: true });
+  if (values.out) await rm(work, { recursive: true, force: true });
 }
 if (failures.length > 0) {
   process.stderr.write(`\ntty-check FAILED (${failures.length}):\n${failures.slice(0, 40).map((f) => `  - ${f}`).join('\n')}\noutput in ${out}\n`);
