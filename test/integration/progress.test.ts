@@ -77,6 +77,32 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix', 'tmu
     }
   });
 
+  test('on a terminal with --json-logs: nothing drawn; JSON lines with progress as debug events', async () => {
+    // The offline packages are in the store from the build above: Nix has nothing to do, assembly and push still report.
+    const dir = await offlineProject({ volume: VOLUME });
+    const scratch = await tmpProject({});
+    const raw = path.join(scratch, 'raw');
+    const pane = await TmuxPane.start(`${process.execPath} ${BIN} -C ${dir} --json-logs --log-level debug build --force > ${path.join(scratch, 'stdout')}`, {
+      width: 100,
+      height: 30,
+      env: { DOCKER_HOST: process.env.DOCKER_HOST! },
+      raw,
+    });
+    try {
+      await pane.done();
+      const bytes = (await readFile(raw, 'utf8')).replaceAll('\r', '');
+      assert.ok(bytes.endsWith('EXIT=0\n'), bytes.slice(-2000));
+      assert.not.ok(bytes.includes('\x1b'), 'no escape sequence reached the terminal');
+      const lines = bytes.slice(0, -'EXIT=0\n'.length).trim().split('\n');
+      const events = lines.map((l) => JSON.parse(l) as { level: number; progress?: { phase: string } });
+      const progress = events.filter((e) => e.progress);
+      assert.ok(progress.length > 0 && progress.every((e) => e.level === 20), 'progress events, at debug level');
+      for (const phase of ['assemble', 'push']) assert.ok(progress.some((e) => e.progress!.phase === phase), `a ${phase} event`);
+    } finally {
+      await pane.kill();
+    }
+  });
+
   test('off a terminal: no bars, no escape codes; progress goes out as JSON debug events', async () => {
     const dir = await offlineProject({ volume: VOLUME, files: { 'workdir/local.nix': SLOW(`${process.pid}-json-${Date.now()}`) } });
     const r = await runCli(['-C', dir, 'build', '--log-level', 'debug'], { env: env() });
