@@ -89,7 +89,6 @@ export async function realise(runner: NixRunner, drvPaths: string[], opts: Reali
     signal: opts.signal,
     env: opts.env,
     onStderrLine: (line) => {
-      opts.onLog?.(line);
       const fetched = /^copying path '(\/nix\/store\/[^']+)' from '([^']+)'/.exec(line);
       if (fetched && !opts.remoteBuilders?.includes(fetched[2]!)) report.fetched.push(fetched[1]!);
       const refused = /^warning: the substitute for '([^']+)' from '([^']+)' is not signed by any of the keys/.exec(line);
@@ -111,10 +110,10 @@ export async function realise(runner: NixRunner, drvPaths: string[], opts: Reali
         if (building[2]) report.builtRemotely.push({ drv: building[1]!, builder: building[2] });
         progress.started++;
         progress.current = building[1]!.replace(/^\/nix\/store\/[a-z0-9]{32}-/, '').replace(/\.drv$/, '');
-      } else if (!will && !fetch && !/^this (?:derivation|path) will be/.test(line)) {
-        return;
       }
-      opts.onProgress?.({ ...progress });
+      // Progress before the line: a terminal draws its status again under the line, naming what the line says.
+      if (fetched || building || will || fetch || /^this (?:derivation|path) will be/.test(line)) opts.onProgress?.({ ...progress });
+      opts.onLog?.(line);
     },
   });
   if (r.exitCode !== 0) throw nixError('build', r, runner.root);

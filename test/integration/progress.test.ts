@@ -30,7 +30,8 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix', 'tmu
   });
 
   test('on a terminal: live lines for Nix, assembly and push; no screen line mixes a status with a log line', async () => {
-    const dir = await offlineProject({ volume: VOLUME, files: { 'workdir/local.nix': SLOW(`${process.pid}-${Date.now()}`) } });
+    const nonce = `${process.pid}-${Date.now()}`;
+    const dir = await offlineProject({ volume: VOLUME, files: { 'workdir/local.nix': SLOW(nonce) } });
     const scratch = await tmpProject({});
     const raw = path.join(scratch, 'raw');
     // Every byte the pane received, escape sequences included, to see what was drawn.
@@ -55,6 +56,10 @@ if (await requireParts(test, ['engine', 'builder-image', 'registry', 'nix', 'tmu
         assert.ok(frame, `"${step}" is printed inside a synchronized update`);
         assert.match(frame!.slice(frame!.indexOf(step)), /\n(?:Nix: |build…)/, `the status is drawn again in the update that prints "${step}"`);
       }
+      // The status drawn under Nix's "building" line already names that derivation.
+      const building = frames.find((f) => new RegExp(`building '/nix/store/[a-z0-9]{32}-slow-${nonce}\\.drv'`).test(f));
+      assert.ok(building, 'the building line is printed inside a synchronized update');
+      assert.match(building!, new RegExp(`\\nNix: \\d+/\\d+ derivation\\(s\\) built; now slow-${nonce}\\n`), building!);
       // The screen and its scrollback, as the user reads it afterwards.
       const pushed = screen.filter((l) => /INFO: pushed /.test(l));
       assert.is(pushed.length, 1, screen.join('\n'));
