@@ -96,6 +96,10 @@ test('editor swap, backup and temporary files are ignored', async () => {
     'env/lib/.DS_Store': 'x',
     'env/default.nix___jb_tmp___': 'x',
     'env/.git/HEAD': 'ref',
+    'env/.nfs000000000012ab34': 'nfs',
+    'env/lib/.NFS00AF': 'nfs, any case',
+    'env/result-bin': 'out link',
+    'env/pkgs.nix.orig': 'patch leftover',
   });
   assert.is((await idOf(dir)).image, before.image);
 });
