@@ -5,7 +5,7 @@
  * push uploads every blob) in a 120×40 tmux pane, its screen captured every
  * 200 ms. Then the same cold build with stderr going to a file.
  *
- *   npm run tty-check -- [--fixture s200|s1500|s50|assembly600|…] [--out DIR] [--only tty|pipe]
+ *   npm run tty-check -- [--fixture s200|s1500|s50|assembly600|…] [--out DIR] [--only tty|pipe] [--every MS]
  *
  * Needs the services (`source /tmp/nixdocker-services/env`, or
  * `eval "$(bash scripts/services.sh up)"`) and tmux. Fails (exit 1) unless:
@@ -28,13 +28,14 @@ import { registryEnv, withRegistry } from '../bench/lib/registry.js';
 import { removeVolume } from '../test/helpers/services.js';
 import { mixedLine, PHASE_PROGRESS, STATUS, stripEscapes, TmuxPane } from '../test/helpers/tmux.js';
 
-const CAPTURE_EVERY_MS = 200;
 const BUILD_TIMEOUT_MS = 30 * 60_000;
 type Phase = keyof typeof PHASE_PROGRESS;
 
 const { values } = parseArgs({
-  options: { fixture: { type: 'string', default: 's200' }, out: { type: 'string' }, only: { type: 'string' } },
+  options: { fixture: { type: 'string', default: 's200' }, out: { type: 'string' }, only: { type: 'string' }, every: { type: 'string', default: '200' } },
 });
+/** How often the pane is captured, in ms. */
+const CAPTURE_EVERY_MS = Number(values.every);
 const fixture = (SCALE_FIXTURES as Record<string, ScaleFixture>)[values.fixture!];
 if (!fixture) throw new Error(`--fixture: one of ${Object.keys(SCALE_FIXTURES).join(', ')}`);
 if (!process.env.DOCKER_HOST) throw new Error('DOCKER_HOST is not set: `source /tmp/nixdocker-services/env` (or eval "$(bash scripts/services.sh up)")');
@@ -61,7 +62,7 @@ async function onTerminal(): Promise<void> {
   try {
     await withRegistry(async (reg) => {
       const t0 = performance.now();
-      progress(`tty: cold build of ${fixture!.name} in a 120x40 tmux pane, registry ${reg.host}`);
+      progress(`tty: cold build of ${fixture!.name} in a 120x40 tmux pane captured every ${CAPTURE_EVERY_MS} ms, registry ${reg.host}`);
       let captures = 0;
       const pane = await TmuxPane.start(`${process.execPath} ${BIN} -C ${dir} build --force`, {
         width: 120,
