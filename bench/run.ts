@@ -5,7 +5,7 @@
  *
  *   node --import tsx bench/run.ts [--quick] [NAME-PREFIX...]
  *     NAME-PREFIX: only the benchmarks whose name starts so
- *     --quick: skip the large fixtures (scale-200, -1500, -50: minutes and GBs)
+ *     --quick: skip the large fixtures (scale-*, daemon-rss-1500, cache-cap-200: minutes and GBs)
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -17,6 +17,8 @@ import { MULTI_PLATFORM_NAMES, platformBenchmarks } from './benchmarks/platforms
 import { assemblyBenchmarks, scaleBenchmarks, SCALE_NAMES } from './benchmarks/scale.js';
 import { watchAvailable, watchBenchmarks, watchSkipped } from './benchmarks/watch.js';
 import { sharedCacheBenchmarks } from './benchmarks/shared-cache.js';
+import { daemonRssBenchmarks } from './benchmarks/daemon-rss.js';
+import { cacheCapBenchmarks } from './benchmarks/cache-cap.js';
 import { progress, REPO_ROOT } from './lib/proc.js';
 import { printTable } from './lib/table.js';
 import type { Result, Unit } from './lib/result.js';
@@ -66,6 +68,8 @@ const GROUPS: Group[] = [
     run: assemblyBenchmarks,
   },
   { names: SCALE_NAMES, run: scaleBenchmarks, large: true },
+  { names: [{ name: 'daemon-rss-1500', unit: 'bytes' }], run: daemonRssBenchmarks, large: true },
+  { names: [{ name: 'cache-cap-200', unit: 'bytes' }], run: cacheCapBenchmarks, large: true },
 ];
 
 type Machine = Awaited<ReturnType<typeof machine>>;
