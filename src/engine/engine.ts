@@ -1,11 +1,9 @@
 import type Docker from 'dockerode';
-import { lazy } from '../util/lazy.js';
+import { dockerode } from './dockerode.js';
 import { UserError } from '../errors.js';
 import { platformOfEngine, type Platform } from '../config/platform.js';
 
 export type { Docker };
-
-const dockerode = lazy<typeof Docker>('dockerode');
 
 /** Where the engine is, for messages: DOCKER_HOST or the default socket. */
 export function engineAddress(env: NodeJS.ProcessEnv = process.env): string {
