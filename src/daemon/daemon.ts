@@ -5,7 +5,7 @@ import type { Logger } from '../log.js';
 import { buildImage } from '../pipeline/build-image.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { DaemonLock } from './lock.js';
-import { collectIdleGarbage } from './memory.js';
+import { collectIdleGarbage, limitYoungGeneration } from './memory.js';
 import { Scheduler, type SchedulerState } from './scheduler.js';
 import { StatusWriter } from './status.js';
 import { InputWatcher } from './watcher.js';
@@ -44,6 +44,7 @@ export class Daemon {
   }
 
   async start(): Promise<void> {
+    limitYoungGeneration();
     this.lock = await DaemonLock.acquire(this.config.cacheDir);
     try {
       this.pipeline = await Pipeline.create(this.config, this.log);
