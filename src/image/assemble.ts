@@ -30,6 +30,12 @@ export interface AssembleOptions {
   concurrency?: number;
   /** Called as store bytes are read and as each layer is done. */
   onProgress?: (p: AssembleProgress) => void;
+  /**
+   * Called once the layers to build are known, before any is written: the
+   * cached layers this image uses, and about how many bytes the new ones
+   * will add at most, so the caller can make room in the cache.
+   */
+  beforeWrite?: (cached: { digest: string; size: number }[], incomingBytes: number) => Promise<void>;
 }
 
 /** How far an assembly is. */
@@ -121,6 +127,11 @@ export async function assembleImage(opts: AssembleOptions): Promise<AssembledIma
     } else misses.push(i);
   });
   misses.sort((a, b) => a - b);
+  if (misses.length > 0 && opts.beforeWrite) {
+    // Gzip adds a little to incompressible bytes, tar a header and padding per file: a bound, not a guess.
+    const narBytes = misses.reduce((s, i) => s + plans[i]!.paths.reduce((t, p) => t + (result.closure[p]?.narSize ?? 0), 0), 0);
+    await opts.beforeWrite(storeLayers.filter(Boolean).map((l) => ({ digest: l.digest, size: l.size })), Math.ceil(narBytes * 1.01) + 65_536 * (misses.length + 1));
+  }
   const build = async (i: number, entries: AsyncIterable<TarEntryIn>, sig: AbortSignal) => {
     const plan = plans[i]!;
     const started = performance.now();

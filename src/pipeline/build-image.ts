@@ -18,7 +18,7 @@ import { FsStoreReader, type StoreDirEntry, type StoreReader } from '../image/st
 import { processTmpDir } from '../util/process-tmp.js';
 import { nixStep } from './nix-step.js';
 import { uploadBuild } from './cache-upload.js';
-import { pruneCache } from './disk-cache.js';
+import { pruneBlobs, pruneCache } from './disk-cache.js';
 import type { UploadProgress, UploadReport } from '../nix/binary-cache.js';
 import type { FailedPhase, Pipeline } from './pipeline.js';
 import { pushStep } from './push-step.js';
@@ -298,6 +298,7 @@ async function buildPlatform(
       signal: req.signal,
       log,
       onProgress: req.onProgress && ((a) => req.onProgress!({ phase: 'assemble', platform: platformName, ...a })),
+      beforeWrite: (cached, incoming) => makeRoom(p, cached, incoming),
     });
     durations.assemble = Math.round(performance.now() - t0);
     await reader.save();
@@ -379,6 +380,22 @@ async function keepCacheBounded(p: Pipeline, id: Identity, images: AssembledImag
       { maxBytes: p.config.cache.maxBytes ?? null, keepResults: p.config.cache.keepResults },
     );
     if (report.blobsRemoved > 0 || report.resultsRemoved > 0) p.log.debug(report, 'cache pruned');
+  } catch (err) {
+    p.log.warn({ err: (err as Error).message }, 'could not prune the cache directory');
+  }
+}
+
+/**
+ * Before an assembly writes its new layers: old blobs go so that the cache
+ * stays under its cap while the layers are written, not only after the build.
+ * Other platforms' builds may write meanwhile; the prune after the build is
+ * the one that counts every platform's image. A failure is logged, never fails the build.
+ */
+async function makeRoom(p: Pipeline, cached: { digest: string; size: number }[], incoming: number): Promise<void> {
+  try {
+    const imageBytes = cached.reduce((s, l) => s + l.size, 0) + incoming;
+    const report = await pruneBlobs(p.config.cacheDir, { digests: cached.map((l) => l.digest), imageBytes }, { maxBytes: p.config.cache.maxBytes ?? null }, incoming);
+    if (report.blobsRemoved > 0) p.log.debug(report, 'cache pruned before writing layers');
   } catch (err) {
     p.log.warn({ err: (err as Error).message }, 'could not prune the cache directory');
   }

@@ -50,33 +50,18 @@ async function files(dir: string, depth: 1 | 2): Promise<FileInfo[]> {
 /**
  * Keeps the cache directory bounded. Blobs of the current image are marked
  * used (their mtime is the LRU clock) and never removed; other blobs go,
- * least recently used first, until the blobs fit the cap. A layer whose blob
- * went is rebuilt from the store the next time it is needed (the layer cache
- * counts a missing blob as a miss, and a push re-creates it). Build results
- * beyond the newest `keepResults` go too, except the current identity's.
+ * least recently used first, until the whole directory fits the cap (its
+ * other files, layer records, results and state, count too). A layer whose
+ * blob went is rebuilt from the store the next time it is needed (the layer
+ * cache counts a missing blob as a miss, and a push re-creates it). Build
+ * results beyond the newest `keepResults` go too, except the current identity's.
  */
 export async function pruneCache(
   cacheDir: string,
   current: { digests: string[]; imageBytes: number; result?: { name: string; tag: string } },
   limits: CacheLimits,
 ): Promise<PruneReport> {
-  const now = new Date();
-  const keep = new Set(current.digests.map((d) => d.replace(/^sha256:/, '')));
-  for (const hex of keep) await utimes(path.join(blobDir(cacheDir), hex), now, now).catch(() => {});
-  const cap = limits.maxBytes ?? Math.max(MIN_AUTO_CAP, 2 * current.imageBytes);
-  const blobs = (await files(blobDir(cacheDir), 1)).sort((a, b) => a.mtimeMs - b.mtimeMs);
-  let total = blobs.reduce((s, b) => s + b.size, 0);
-  const report: PruneReport = { blobsRemoved: 0, bytesRemoved: 0, blobBytes: total, cap, resultsRemoved: 0 };
-  for (const b of blobs) {
-    if (total <= cap) break;
-    if (keep.has(path.basename(b.file))) continue;
-    await rm(b.file, { force: true });
-    total -= b.size;
-    report.blobsRemoved++;
-    report.bytesRemoved += b.size;
-  }
-  report.blobBytes = total;
-
+  const report = await pruneBlobs(cacheDir, current, limits);
   // The current identity's results: one per platform (`TAG.json`, `TAG@PLATFORM.json`).
   const cur = current.result;
   const isCurrent = (file: string) =>
@@ -86,6 +71,40 @@ export async function pruneCache(
     await rm(r.file, { force: true });
     report.resultsRemoved++;
   }
+  return report;
+}
+
+/**
+ * Removes blobs, least recently used first, until the directory and
+ * `incomingBytes` more fit the cap; `current.digests` stay (marked used).
+ * Called before an assembly writes new layers (so the directory stays under
+ * the cap while it builds, not only after) and after each build.
+ */
+export async function pruneBlobs(
+  cacheDir: string,
+  current: { digests: string[]; imageBytes: number },
+  limits: Pick<CacheLimits, 'maxBytes'>,
+  incomingBytes = 0,
+): Promise<PruneReport> {
+  const now = new Date();
+  const keep = new Set(current.digests.map((d) => d.replace(/^sha256:/, '')));
+  for (const hex of keep) await utimes(path.join(blobDir(cacheDir), hex), now, now).catch(() => {});
+  const cap = limits.maxBytes ?? Math.max(MIN_AUTO_CAP, 2 * current.imageBytes);
+  const blobs = (await files(blobDir(cacheDir), 1)).sort((a, b) => a.mtimeMs - b.mtimeMs);
+  let total = blobs.reduce((s, b) => s + b.size, 0);
+  // Everything else under the directory (tmp/ included: blobs being written) counts against the cap too.
+  const others = Math.max(0, (await treeBytes(cacheDir)) - total);
+  const budget = cap - others - incomingBytes;
+  const report: PruneReport = { blobsRemoved: 0, bytesRemoved: 0, blobBytes: total, cap, resultsRemoved: 0 };
+  for (const b of blobs) {
+    if (total <= budget) break;
+    if (keep.has(path.basename(b.file))) continue;
+    await rm(b.file, { force: true });
+    total -= b.size;
+    report.blobsRemoved++;
+    report.bytesRemoved += b.size;
+  }
+  report.blobBytes = total;
   return report;
 }
 

@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { cacheStatus, pruneCache } from '../../src/pipeline/disk-cache.js';
+import { cacheStatus, pruneBlobs, pruneCache } from '../../src/pipeline/disk-cache.js';
 
 const test = suite('disk-cache');
 let dir: string;
@@ -48,6 +48,24 @@ test('blobs over the cap go least recently used first; the current image keeps i
   const s = await cacheStatus(dir);
   assert.is(s.blobs.count, 3);
   assert.ok(Date.parse(s.blobs.newest!) > Date.now() - 60_000);
+});
+
+test('the whole directory fits the cap: layer records and results count against it too', async () => {
+  for (let i = 1; i <= 3; i++) await blob(i, 1000, 100 * (4 - i));
+  await mkdir(path.join(dir, 'layers'), { recursive: true });
+  await writeFile(path.join(dir, 'layers', 'x.json'), Buffer.alloc(1500));
+  const r = await pruneCache(dir, { digests: [], imageBytes: 0 }, { maxBytes: 4000, keepResults: 10 });
+  assert.is(r.blobsRemoved, 1);
+  assert.equal((await readdir(path.join(dir, 'blobs', 'sha256'))).sort(), [hex(2), hex(3)]);
+  assert.ok((await cacheStatus(dir)).totalBytes <= 4000);
+});
+
+test('before layers are written, room is made for them: the bytes to come count against the cap', async () => {
+  for (let i = 1; i <= 5; i++) await blob(i, 1000, 100 * (6 - i));
+  const r = await pruneBlobs(dir, { digests: [`sha256:${hex(1)}`], imageBytes: 3000 }, { maxBytes: 5000 }, 2000);
+  assert.is(r.blobsRemoved, 2);
+  // The oldest stays (the image being assembled uses it); the next two oldest go.
+  assert.equal((await readdir(path.join(dir, 'blobs', 'sha256'))).sort(), [hex(1), hex(4), hex(5)]);
 });
 
 test('the automatic cap is the larger of 2 GiB and twice the current image', async () => {
