@@ -146,7 +146,7 @@ export const SCHEMA: Record<string, KeySpec> = {
   'image.workingDir': { check: pattern(/^\//, 'an absolute path inside the image'), doc: 'working directory inside the image', optional: true },
   'image.user': { check: string, doc: 'user the image runs as', optional: true },
   platforms: { check: platforms, doc: 'platforms the tag\'s image index holds, each built by its own builder; default: the builder\'s own (the engine\'s native platform)', optional: true },
-  'cache.maxBytes': { check: intRange(0, Number.MAX_SAFE_INTEGER), doc: 'most bytes of layer blobs kept in cacheDir, least recently used pruned first (unset: the larger of 2 GiB and twice the current image)', optional: true },
+  'cache.maxBytes': { check: intRange(0, Number.MAX_SAFE_INTEGER), doc: 'most bytes cacheDir holds, kept by pruning layer blobs least recently used first, also while a build writes its layers (unset: the larger of 2 GiB and twice the current image)', optional: true },
   'cache.keepResults': { check: intRange(0, 100_000), doc: 'build results kept in cacheDir besides the current identity\'s (the last N tags)' },
   'watch.debounceMs': { check: intRange(0, 60_000), doc: 'quiet time after the last change before a build starts' },
   'watch.cancelSuperseded': { check: boolean, doc: 'cancel a running build when newer inputs arrive' },

@@ -8,7 +8,7 @@ export const MIN_AUTO_CAP = 2 * 1024 ** 3;
 export const DEFAULT_KEEP_RESULTS = 20;
 
 export interface CacheLimits {
-  /** Most bytes of layer blobs kept; null: the larger of 2 GiB and twice the current image. */
+  /** Most bytes the cache directory holds (blobs pruned to fit); null: the larger of 2 GiB and twice the current image. */
   maxBytes: number | null;
   /** Build results kept besides the current identity's. */
   keepResults: number;
