@@ -154,15 +154,25 @@ function rows(m: Measured): Result[] {
 }
 
 /** The small fixtures (also `--quick`): assembly per path against per byte, and the 600-path base change. */
+const ASSEMBLY_ROUNDS = 3;
+
 export async function assemblyBenchmarks(): Promise<Result[]> {
-  const six = await measure(SCALE_FIXTURES.assembly6, false);
-  const many = await measure(SCALE_FIXTURES.assembly600, false);
+  // Three rounds, alternating: one cold assembly each is a single sample, and on a shared
+  // 2-core machine one sample moved the ratio between 2.2 and 3.2 from run to run.
+  const sixes: Measured[] = [];
+  const manys: Measured[] = [];
+  for (let round = 0; round < ASSEMBLY_ROUNDS; round++) {
+    sixes.push(await measure(SCALE_FIXTURES.assembly6, false));
+    manys.push(await measure(SCALE_FIXTURES.assembly600, false));
+  }
+  const six = sixes.at(-1)!;
+  const many = manys.at(-1)!;
   return [
     summarize({
       name: 'assembly-600-vs-6',
       unit: 's',
-      samples: [many.assemble],
-      competitor: { name: 'the same 30 MB in 6 paths', samples: [six.assemble] },
+      samples: manys.map((m) => m.assemble),
+      competitor: { name: 'the same 30 MB in 6 paths', samples: sixes.map((m) => m.assemble) },
       target: { metric: 'ratio', op: '<=', value: 3 },
       note: `assembly phase of a cold build (layer cache empty): 600 paths in ${many.layers} layers, 6 paths in ${six.layers}`,
       extra: { layers600: many.layers, layers6: six.layers, coldWall600: many.coldWall, coldWall6: six.coldWall },
@@ -170,7 +180,7 @@ export async function assemblyBenchmarks(): Promise<Result[]> {
     summarize({
       name: 'base-change-600-share',
       unit: 'percent',
-      samples: [many.baseChange.share],
+      samples: manys.map((m) => m.baseChange.share),
       target: { metric: 'median', op: '<', value: 5 },
       note: `one 50 KB base path rebuilt: ${many.baseChange.changedLayers} layer(s) changed`,
       extra: { bytesUploaded: many.baseChange.bytes, changedLayers: many.baseChange.changedLayers, imageBytes: many.imageBytes },
