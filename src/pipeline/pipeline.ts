@@ -229,12 +229,8 @@ export class Pipeline {
     }
     if (this.config.builder.mode !== 'container') return;
     const { removeOrphans } = await import('../builder/ownership.js');
-    // Every platform's builder has its own volume, and may run on an engine of its own.
-    const seen = new Set<string>();
+    // Every platform's builder has its own volume (config load refuses a shared one), and may run on an engine of its own.
     for (const target of buildTargets(this.config)) {
-      const key = `${target.dockerHost ?? ''}\0${target.builder.volume}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
       try {
         const orphans = await removeOrphans(this.engineFor(target), this.config.projectDir, target.builder.volume);
         if (orphans.length > 0) {
